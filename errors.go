@@ -1,0 +1,76 @@
+package autorefresh
+
+import (
+	"errors"
+	"strconv"
+	"strings"
+)
+
+var (
+	// ErrNoTokens is returned by a TokenStore's Load when nothing is stored.
+	ErrNoTokens = errors.New("autorefresh: no tokens stored")
+
+	// ErrSessionExpired means the refresh token was rejected: the session
+	// is over and the stored tokens were cleared. A Refresher reports a
+	// rejection by returning an error that wraps ErrSessionExpired.
+	ErrSessionExpired = errors.New("autorefresh: session expired")
+
+	// ErrBodyNotReplayable is returned by Transport.RoundTrip when a
+	// request needed a replay after a refresh but its body could not be
+	// sent again: it had no GetBody and was larger than
+	// Transport.MaxReplayBody.
+	ErrBodyNotReplayable = errors.New("autorefresh: request body cannot be replayed")
+)
+
+// RefreshError describes a failed refresh. It never holds token values.
+//
+// A rejection of the refresh token (the session is over) wraps
+// ErrSessionExpired; any other RefreshError is transient and the stored
+// tokens are kept.
+type RefreshError struct {
+	// StatusCode is the refresh endpoint's HTTP status, or 0 when no
+	// response was received.
+	StatusCode int
+
+	// ErrorCode and Description are the OAuth 2.0 "error" and
+	// "error_description" (RFC 6749 section 5.2) when the server sent them.
+	// Token values are redacted from Description.
+	ErrorCode   string
+	Description string
+
+	// Err is the underlying cause: ErrSessionExpired for a rejection, or a
+	// network, timeout or decoding error.
+	Err error
+}
+
+func (e *RefreshError) Error() string {
+	var b strings.Builder
+	b.WriteString("autorefresh: refresh failed")
+	if e.StatusCode != 0 {
+		b.WriteString(": endpoint answered ")
+		b.WriteString(strconv.Itoa(e.StatusCode))
+	}
+	if e.ErrorCode != "" {
+		b.WriteString(": ")
+		b.WriteString(e.ErrorCode)
+		if e.Description != "" {
+			b.WriteString(" (")
+			b.WriteString(e.Description)
+			b.WriteString(")")
+		}
+	}
+	switch {
+	case errors.Is(e.Err, ErrSessionExpired):
+		b.WriteString(": session expired")
+	case e.Err != nil:
+		b.WriteString(": ")
+		b.WriteString(strings.TrimPrefix(e.Err.Error(), "autorefresh: "))
+	}
+	return b.String()
+}
+
+// Unwrap returns e.Err.
+func (e *RefreshError) Unwrap() error { return e.Err }
+
+// SessionExpired reports whether e is a rejection of the refresh token.
+func (e *RefreshError) SessionExpired() bool { return errors.Is(e.Err, ErrSessionExpired) }

@@ -1,0 +1,101 @@
+package autorefresh
+
+import (
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+)
+
+// Tokens is an access token and the refresh token that renews it.
+//
+// Tokens never print their values: fmt verbs (%v, %+v, %#v, %s), String and
+// slog show "[redacted]" in their place. encoding/json does write them, so
+// that stores can persist them.
+type Tokens struct {
+	AccessToken  string `json:"accessToken"`
+	RefreshToken string `json:"refreshToken"`
+
+	// Expiry is when the access token expires. The zero value means it is
+	// read from the access token's JWT "exp" claim when there is one, and
+	// is unknown otherwise.
+	Expiry time.Time `json:"expiry,omitzero"`
+}
+
+// IsZero reports whether t holds neither an access nor a refresh token.
+func (t Tokens) IsZero() bool {
+	return t.AccessToken == "" && t.RefreshToken == ""
+}
+
+// ExpiresAt reports when the access token expires: Expiry when it is set,
+// otherwise the "exp" claim of the access token read as a JWT without
+// verifying its signature. It returns the zero time when the expiry is
+// unknown, for example for an opaque token.
+func (t Tokens) ExpiresAt() time.Time {
+	if !t.Expiry.IsZero() {
+		return t.Expiry
+	}
+	exp, _ := jwtTimes(t.AccessToken)
+	return exp
+}
+
+// maxJWTLen bounds the tokens that are parsed as JWTs. A longer string is
+// treated as opaque.
+const maxJWTLen = 64 << 10
+
+// jwtTimes returns the "exp" and "iat" claims of a JWT without verifying it.
+// Either is zero when it is missing or token is not a JWT.
+func jwtTimes(token string) (exp, iat time.Time) {
+	if token == "" || len(token) > maxJWTLen {
+		return time.Time{}, time.Time{}
+	}
+	var claims jwt.RegisteredClaims
+	if _, _, err := jwt.NewParser().ParseUnverified(token, &claims); err != nil {
+		return time.Time{}, time.Time{}
+	}
+	if claims.ExpiresAt != nil {
+		exp = claims.ExpiresAt.Time
+	}
+	if claims.IssuedAt != nil {
+		iat = claims.IssuedAt.Time
+	}
+	return exp, iat
+}
+
+const redacted = "[redacted]"
+
+func redact(s string) string {
+	if s == "" {
+		return `""`
+	}
+	return redacted
+}
+
+// String returns a description of t in which the token values are redacted.
+func (t Tokens) String() string {
+	exp := "unknown"
+	if !t.Expiry.IsZero() {
+		exp = t.Expiry.Format(time.RFC3339)
+	}
+	return "autorefresh.Tokens{AccessToken:" + redact(t.AccessToken) +
+		", RefreshToken:" + redact(t.RefreshToken) + ", Expiry:" + exp + "}"
+}
+
+// GoString is like String: the token values are redacted.
+func (t Tokens) GoString() string { return t.String() }
+
+// Format implements fmt.Formatter so that every verb prints t with its token
+// values redacted.
+func (t Tokens) Format(f fmt.State, verb rune) {
+	fmt.Fprint(f, t.String())
+}
+
+// LogValue implements slog.LogValuer: the token values are redacted.
+func (t Tokens) LogValue() slog.Value {
+	return slog.GroupValue(
+		slog.String("accessToken", redact(t.AccessToken)),
+		slog.String("refreshToken", redact(t.RefreshToken)),
+		slog.Time("expiry", t.Expiry),
+	)
+}
