@@ -190,3 +190,14 @@ func get(t testing.TB, c *http.Client, url string) (int, string) {
 	}
 	return resp.StatusCode, string(b)
 }
+
+// testJWT returns an HS256 JWT expiring at exp.
+func testJWT(t testing.TB, exp time.Time) string {
+	t.Helper()
+	claims := jwt.RegisteredClaims{IssuedAt: jwt.NewNumericDate(time.Now()), ExpiresAt: jwt.NewNumericDate(exp)}
+	s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString([]byte("test key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
