@@ -278,8 +278,9 @@ func percentile(sorted []time.Duration, p int) time.Duration {
 // after the access token expired, through a loopback server whose refresh
 // endpoint takes 2ms and rotates single-use refresh tokens. One op is one
 // burst: ns/op is its wall time, refreshes/op the refresh calls the server
-// got (always 1, or the benchmark fails), p50-ns and p99-ns the latency of
-// a single request.
+// got (always 1, or the benchmark fails), refused/op the requests the API
+// refused with 403 (each then replayed once), p50-ns and p99-ns the
+// latency of a single request.
 func BenchmarkBurst(b *testing.B) {
 	srv := newBenchServer(b)
 	api, refresh := newBurstTransports(b)
@@ -287,13 +288,14 @@ func BenchmarkBurst(b *testing.B) {
 		for _, n := range burstSizes {
 			b.Run(fmt.Sprintf("detect=%s/impl=%s/n=%d", c.detect, c.impl, n), func(b *testing.B) {
 				b.StopTimer()
-				refreshes := srv.refreshCalls.Load()
+				refreshes, refused := srv.refreshCalls.Load(), srv.api403s.Load()
 				var lat []time.Duration
 				for range b.N {
 					lat = burst(b, srv, c, n, lat)
 				}
 				slices.Sort(lat)
 				b.ReportMetric(float64(srv.refreshCalls.Load()-refreshes)/float64(b.N), "refreshes/op")
+				b.ReportMetric(float64(srv.api403s.Load()-refused)/float64(b.N), "refused/op")
 				b.ReportMetric(float64(percentile(lat, 50)), "p50-ns")
 				b.ReportMetric(float64(percentile(lat, 99)), "p99-ns")
 			})
