@@ -6,10 +6,8 @@ replace github.com/autorefresh/autorefresh => ../
 
 require (
 	github.com/autorefresh/autorefresh v0.0.0-00010101000000-000000000000
+	github.com/golang-jwt/jwt/v5 v5.3.1
 	golang.org/x/oauth2 v0.38.0
 )
 
-require (
-	github.com/golang-jwt/jwt/v5 v5.3.1 // indirect
-	golang.org/x/sync v0.25.0 // indirect
-)
+require golang.org/x/sync v0.25.0 // indirect
