@@ -23,7 +23,7 @@ const (
 	// DefaultMinRetry is the first wait of Lock while the lock is taken.
 	DefaultMinRetry = 5 * time.Millisecond
 	// DefaultMaxRetry is the longest wait of Lock between two attempts.
-	DefaultMaxRetry = 200 * time.Millisecond
+	DefaultMaxRetry = 50 * time.Millisecond
 )
 
 // Store is an autorefresh.TokenStore that keeps one token pair in Redis, and
