@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -447,10 +448,16 @@ func decodeTokenResponse(contentType string, body []byte) (tokenResponse, error)
 // the non-empty secrets is redacted, control characters become spaces, and
 // the result is cut to at most limit bytes.
 func sanitize(s string, limit int, secrets []string) string {
-	for _, sec := range secrets {
-		if sec != "" {
-			s = strings.ReplaceAll(s, sec, redacted)
+	secrets = slices.DeleteFunc(slices.Clone(secrets), func(sec string) bool { return sec == "" })
+	if len(secrets) > 0 {
+		// One pass, longest secret first, so that no secret is looked for
+		// inside another or inside "[redacted]".
+		slices.SortFunc(secrets, func(a, b string) int { return len(b) - len(a) })
+		pairs := make([]string, 0, 2*len(secrets))
+		for _, sec := range secrets {
+			pairs = append(pairs, sec, redacted)
 		}
+		s = strings.NewReplacer(pairs...).Replace(s)
 	}
 	s = strings.Map(func(r rune) rune {
 		if unicode.IsControl(r) || r == utf8.RuneError {
