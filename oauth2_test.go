@@ -78,6 +78,13 @@ func (s *oauthServer) stale() Tokens {
 	return tok
 }
 
+// expireAll makes every access token issued so far invalid.
+func (s *oauthServer) expireAll() {
+	s.mu.Lock()
+	clear(s.access)
+	s.mu.Unlock()
+}
+
 func (s *oauthServer) valid(access string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -762,4 +769,27 @@ func FuzzDecodeTokenResponse(f *testing.F) {
 				tr.ErrorDescription+body, d, maxDescription, secret)
 		}
 	})
+}
+
+func TestSanitize(t *testing.T) {
+	tests := []struct {
+		in      string
+		limit   int
+		secrets []string
+		want    string
+	}{
+		{"token abc leaked", 64, []string{"abc"}, "token [redacted] leaked"},
+		{"short r and a", 64, []string{"a", "r"}, "sho[redacted]t [redacted] [redacted]nd [redacted]"},
+		{"abcdef and abc", 64, []string{"abc", "abcdef", ""}, "[redacted] and [redacted]"},
+		{"line\r\nbreak\x00", 64, nil, "line  break "},
+		{"bad \xff byte", 64, nil, "bad   byte"},
+		{"ééééé", 8, nil, "éé..."},
+		{"0123456789", 10, nil, "0123456789"},
+		{"0123456789a", 10, nil, "0123456..."},
+	}
+	for _, tt := range tests {
+		if got := sanitize(tt.in, tt.limit, tt.secrets); got != tt.want {
+			t.Errorf("sanitize(%q, %d, %q) = %q; want %q", tt.in, tt.limit, tt.secrets, got, tt.want)
+		}
+	}
 }

@@ -371,7 +371,7 @@ func (tr tokenResponse) tokens(current Tokens, sent time.Time, status int) (Toke
 	}
 	if tr.TokenType != "" && !strings.EqualFold(tr.TokenType, "bearer") {
 		return Tokens{}, &RefreshError{StatusCode: status,
-			Err: fmt.Errorf("autorefresh: token endpoint issued a %q token; only Bearer tokens are supported", sanitize(tr.TokenType, 32, nil))}
+			Err: fmt.Errorf("autorefresh: token endpoint issued a %q token; only Bearer tokens are supported", sanitize(tr.TokenType, 32, []string{tr.AccessToken, tr.RefreshToken, current.RefreshToken}))}
 	}
 	t := Tokens{AccessToken: tr.AccessToken, RefreshToken: tr.RefreshToken}
 	if t.RefreshToken == "" {
@@ -399,7 +399,7 @@ type tokenResponse struct {
 const maxExpiresIn = 100 * 366 * 24 * 60 * 60
 
 // expiresIn is a lifetime in seconds. It decodes from a JSON number or, as
-// some servers send it, a string holding one. Values that are not positive
+// some servers (GitHub) send it, a string holding one. Values that are not positive
 // whole numbers of seconds up to maxExpiresIn decode as 0 (unknown).
 type expiresIn int64
 
