@@ -342,53 +342,12 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 	return l.w.Write(p)
 }
 
-// BenchmarkRoundTrip measures the hot path, a request with a good token,
-// against a stub RoundTripper. The counters cost one atomic add per
-// request; "counter" measures that add alone for comparison.
-func BenchmarkRoundTrip(b *testing.B) {
-	ok := func(*http.Request) (*http.Response, error) {
-		return &http.Response{StatusCode: 200, Body: http.NoBody, Header: http.Header{}}, nil
-	}
-	for _, scheme := range []struct {
-		name string
-		s    HeaderScheme
-	}{{"default", DefaultScheme}, {"bearer", BearerScheme}} {
-		tr := &Transport{
-			Base:      roundTripFunc(ok),
-			Store:     NewMemoryStore(Tokens{AccessToken: "access", RefreshToken: "refresh"}),
-			Refresher: RefreshFunc(func(context.Context, Tokens) (Tokens, error) { return Tokens{}, errors.New("unused") }),
-			Scheme:    scheme.s,
-		}
-		req, _ := http.NewRequest("GET", "https://api.example.com/x", nil)
-		b.Run(scheme.name, func(b *testing.B) {
-			b.ReportAllocs()
-			b.RunParallel(func(pb *testing.PB) {
-				for pb.Next() {
-					resp, err := tr.RoundTrip(req)
-					if err != nil {
-						b.Fatal(err)
-					}
-					resp.Body.Close()
-				}
-			})
-		})
-	}
-	b.Run("counter", func(b *testing.B) {
-		var c atomic.Int64
-		b.RunParallel(func(pb *testing.PB) {
-			for pb.Next() {
-				c.Add(1)
-			}
-		})
-	})
-}
-
 // TestFailedProactiveRefreshIsNotRetriedByEveryRequest: while the token
 // endpoint fails transiently and the access token is still valid, each
 // request ahead of expiry starts a new refresh and waits for it before it
 // is sent.
 func TestFailedProactiveRefreshIsNotRetriedByEveryRequest(t *testing.T) {
-	t.Skip("core finding, Transport.refreshAhead (transport.go): after a transient proactive failure, " +
+	t.Skip("core finding, Transport.refreshAhead (refresh.go): after a transient proactive failure, " +
 		"every later request in the early-refresh window refreshes again and waits for it; " +
 		"with a hanging endpoint each waits up to RefreshTimeout although its token is still good. " +
 		"Want a backoff (or a background refresh) until expiry")
