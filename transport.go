@@ -96,7 +96,10 @@ type Transport struct {
 
 	// ShouldRefresh reports whether a response means the access token was
 	// refused, so that the Transport refreshes and replays the request. It
-	// must not read the response body. If nil, DefaultShouldRefresh is used.
+	// must not read the response body. If nil, BearerShouldRefresh is used
+	// when Scheme sends the Authorization header (BearerScheme), and
+	// DefaultShouldRefresh otherwise; the table of their reactions is in
+	// DefaultShouldRefresh's doc.
 	ShouldRefresh func(*http.Response) bool
 
 	// EarlyRefresh is how long before the access token expires a request
@@ -169,10 +172,31 @@ func (t *Transport) Stats() Stats {
 	}
 }
 
-// DefaultShouldRefresh reports whether resp refuses the access token: its
-// status is 403 Forbidden.
+// DefaultShouldRefresh is the ShouldRefresh policy of the header schemes
+// that do not use the Authorization header, such as DefaultScheme and
+// AccessOnlyScheme: it reports whether resp refuses the access token, which
+// their servers say with 403 Forbidden. BearerShouldRefresh is its
+// counterpart for BearerScheme, where a refused token is 401 Unauthorized
+// (RFC 6750 section 3.1).
+//
+// An error code in a WWW-Authenticate challenge (RFC 6750 section 3) takes
+// precedence over the status. The reactions of the two policies, where
+// "refresh" means refresh the tokens and send the request once more, and
+// "return" means return the response as is:
+//
+//	Response                                     DefaultShouldRefresh  BearerShouldRefresh
+//	401 or 403, error="invalid_token"            refresh               refresh
+//	401 or 403, error="insufficient_scope"       return                return
+//	401 or 403, error="invalid_request"          return                return
+//	401, any other challenge or none             return                refresh
+//	403, any other challenge or none             refresh               return
+//	any other status                             return                return
+//
+// A 403 with a Bearer scheme is a good token without the rights for the
+// request, or a refusal that is not about the token at all (GitHub answers
+// 403 when a rate limit is exceeded): a new token would not change it.
 func DefaultShouldRefresh(resp *http.Response) bool {
-	return resp.StatusCode == http.StatusForbidden
+	return refusesToken(resp, http.StatusForbidden)
 }
 
 // session is an immutable snapshot of the tokens in use, with the header
@@ -323,8 +347,11 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 }
 
 func (t *Transport) shouldRefresh(resp *http.Response) bool {
-	if t.ShouldRefresh != nil {
+	switch {
+	case t.ShouldRefresh != nil:
 		return t.ShouldRefresh(resp)
+	case t.Scheme.usesAuthorization():
+		return BearerShouldRefresh(resp)
 	}
 	return DefaultShouldRefresh(resp)
 }
