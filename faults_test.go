@@ -321,9 +321,12 @@ func TestFaultMatrix(t *testing.T) {
 			},
 		},
 		{
-			name:   "callers give up while waiting for the shared refresh",
-			inject: func(env *faultEnv) { env.srv.SetRefreshLatency(200 * time.Millisecond); env.callerTimeout = 50 * time.Millisecond },
-			heal:   func(env *faultEnv) { env.srv.SetRefreshLatency(0); env.callerTimeout = 0 },
+			name: "callers give up while waiting for the shared refresh",
+			inject: func(env *faultEnv) {
+				env.srv.SetRefreshLatency(200 * time.Millisecond)
+				env.callerTimeout = 50 * time.Millisecond
+			},
+			heal: func(env *faultEnv) { env.srv.SetRefreshLatency(0); env.callerTimeout = 0 },
 			check: func(t *testing.T, env *faultEnv, o *outcome) {
 				onlyTransient("caller deadline")(t, env, o)
 				if n := env.events.count(func(e autorefresh.RefreshEvent) bool { return e.Err != nil }); n != 0 {
