@@ -343,14 +343,9 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 }
 
 // TestFailedProactiveRefreshIsNotRetriedByEveryRequest: while the token
-// endpoint fails transiently and the access token is still valid, each
-// request ahead of expiry starts a new refresh and waits for it before it
-// is sent.
+// endpoint fails transiently and the access token is still valid, requests
+// ahead of expiry do not each start a new refresh and wait for it.
 func TestFailedProactiveRefreshIsNotRetriedByEveryRequest(t *testing.T) {
-	t.Skip("core finding, Transport.refreshAhead (refresh.go): after a transient proactive failure, " +
-		"every later request in the early-refresh window refreshes again and waits for it; " +
-		"with a hanging endpoint each waits up to RefreshTimeout although its token is still good. " +
-		"Want a backoff (or a background refresh) until expiry")
 	srv := newOAuthServer(t)
 	body := `{"error":"temporarily_unavailable"}`
 	srv.tokenStatus.Store(503)

@@ -68,9 +68,15 @@ type RefreshEvent struct {
 	StoreErr error
 }
 
+// maxRetryAhead is the longest wait before a failed refresh ahead of
+// expiry is tried again.
+const maxRetryAhead = 5 * time.Second
+
 // refreshAhead refreshes s, which is due or expired at now, before a
 // request is sent with it. A transient failure is not fatal while s has
-// not expired: the request goes out with s.
+// not expired: the request goes out with s, and further refreshes ahead of
+// expiry wait for half the time left (at most maxRetryAhead), so that
+// requests do not each wait on a failing endpoint while their token is good.
 func (t *Transport) refreshAhead(ctx context.Context, s *session, now time.Time) (*session, error) {
 	if t.Refresher == nil {
 		return s, nil
@@ -82,6 +88,8 @@ func (t *Transport) refreshAhead(ctx context.Context, s *session, now time.Time)
 	case errors.Is(err, ErrSessionExpired), ctx.Err() != nil, !now.Before(s.expiry):
 		return nil, err
 	}
+	wait := min(maxRetryAhead, s.expiry.Sub(now)/2)
+	s.retryAt.Store(now.Add(wait).UnixNano())
 	return s, nil
 }
 

@@ -60,6 +60,16 @@ func (s HeaderScheme) orDefault() HeaderScheme {
 	return s
 }
 
+// scheme returns the scheme in use: Scheme, or its default.
+func (t *Transport) scheme() HeaderScheme {
+	if t.Scheme == (HeaderScheme{}) {
+		if _, ok := t.Refresher.(*OAuth2); ok {
+			return BearerScheme
+		}
+	}
+	return t.Scheme.orDefault()
+}
+
 // Transport is an http.RoundTripper that authenticates requests with the
 // tokens of a TokenStore and keeps them fresh.
 //
@@ -91,7 +101,8 @@ type Transport struct {
 	Refresher Refresher
 
 	// Scheme says which headers carry the tokens. The zero value is
-	// DefaultScheme.
+	// BearerScheme when Refresher is an *OAuth2, so that the refresh token
+	// only goes to the token endpoint, and DefaultScheme otherwise.
 	Scheme HeaderScheme
 
 	// ShouldRefresh reports whether a response means the access token was
@@ -215,12 +226,24 @@ type session struct {
 	// err is set on the session that replaced one whose refresh token
 	// was rejected: requests sent with the old tokens fail with it.
 	err error
+
+	// retryAt, in Unix nanoseconds, holds back the next refresh ahead of
+	// expiry after one failed; zero: no failure.
+	retryAt atomic.Int64
+}
+
+// retryDue reports whether a refresh ahead of expiry may be tried at now:
+// the last one did not fail, or its back-off has passed, or the token
+// expired.
+func (s *session) retryDue(now time.Time) bool {
+	r := s.retryAt.Load()
+	return r == 0 || now.UnixNano() >= r || !now.Before(s.expiry)
 }
 
 func (s *session) hasTokens() bool { return s.access != nil || s.refresh != nil }
 
 func (t *Transport) newSession(tok Tokens) *session {
-	sc := t.Scheme.orDefault()
+	sc := t.scheme()
 	s := &session{
 		tokens:       tok,
 		accessName:   sc.AccessHeader,
@@ -291,7 +314,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return t.base().RoundTrip(req)
 	}
 	if !s.refreshAt.IsZero() {
-		if now := t.clock(); !now.Before(s.refreshAt) {
+		if now := t.clock(); !now.Before(s.refreshAt) && s.retryDue(now) {
 			if s, err = t.refreshAhead(ctx, s, now); err != nil {
 				closeBody(req)
 				return nil, err
@@ -350,7 +373,7 @@ func (t *Transport) shouldRefresh(resp *http.Response) bool {
 	switch {
 	case t.ShouldRefresh != nil:
 		return t.ShouldRefresh(resp)
-	case t.Scheme.usesAuthorization():
+	case t.scheme().usesAuthorization():
 		return BearerShouldRefresh(resp)
 	}
 	return DefaultShouldRefresh(resp)
