@@ -1135,3 +1135,70 @@ func TestRedirectTokenPolicy(t *testing.T) {
 		})
 	}
 }
+
+func TestRefreshAheadBacksOffAfterFailure(t *testing.T) {
+	srv := newProtoServer(t)
+	issued := time.Now()
+	clock := newFakeClock(issued)
+	srv.jwtTTL, srv.jwtNow = 10*time.Minute, clock.now
+	tr, _ := srv.transport(srv.issue())
+	tr.now = clock.now
+	c := NewClient(nil, tr)
+	srv.refreshStatus.Store(503)
+	expiry := issued.Add(10 * time.Minute)
+	steps := []struct {
+		at    time.Time
+		heal  bool
+		calls int64
+	}{
+		{expiry.Add(-20 * time.Second), false, 1}, // due: tried, failed, sent with the old token
+		{expiry.Add(-19 * time.Second), false, 1}, // backing off
+		{expiry.Add(-16 * time.Second), false, 1},
+		{expiry.Add(-14 * time.Second), false, 2}, // 5 s later: tried again
+		{expiry.Add(-13 * time.Second), true, 2},  // healed, but still backing off
+		{expiry.Add(-8 * time.Second), false, 3},  // tried and refreshed
+		{expiry.Add(time.Minute), false, 3},       // the new token is good
+	}
+	for i, st := range steps {
+		clock.set(st.at)
+		if st.heal {
+			srv.refreshStatus.Store(0)
+		}
+		if code, _ := get(t, c, srv.URL+"/api/x"); code != 200 {
+			t.Errorf("step %d: status = %d; want 200", i, code)
+		}
+		if n := srv.refreshCalls.Load(); n != st.calls {
+			t.Errorf("step %d: refresh calls = %d; want %d", i, n, st.calls)
+		}
+	}
+	// An expired token is refreshed before it is sent, back-off or not.
+	srv.refreshStatus.Store(503)
+	clock.set(time.Now().Add(time.Hour))
+	_, err := c.Get(srv.URL + "/api/x")
+	if err == nil {
+		t.Fatal("request with an expired token and a failing endpoint succeeded")
+	}
+	clock.add(time.Millisecond)
+	c.Get(srv.URL + "/api/x")
+	if n := srv.refreshCalls.Load(); n != 5 {
+		t.Errorf("refresh calls with an expired token = %d; want 5 (no back-off once expired)", n)
+	}
+}
+
+func TestOAuth2DefaultsToBearer(t *testing.T) {
+	url, lines := rawServer(t)
+	tr := &Transport{
+		Store:     NewMemoryStore(Tokens{AccessToken: "A", RefreshToken: "R"}),
+		Refresher: &OAuth2{TokenURL: url + "/token"},
+	}
+	get(t, NewClient(nil, tr), url+"/x")
+	hdr := <-lines
+	if !contains(hdr, "Authorization: Bearer A") {
+		t.Errorf("header lines = %q; want Authorization: Bearer A", hdr)
+	}
+	for _, l := range hdr {
+		if strings.Contains(l, "R") && strings.HasPrefix(strings.ToLower(l), "refreshtoken") {
+			t.Errorf("refresh token sent to the API: %q", l)
+		}
+	}
+}
