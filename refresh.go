@@ -105,7 +105,10 @@ func (t *Transport) refreshTimeout() time.Duration {
 // runs to completion even when they give up waiting on their contexts.
 func (t *Transport) renew(ctx context.Context, stale *session, proactive bool) (*session, error) {
 	if cur := t.state.Load(); cur != stale {
-		return cur, cur.err
+		if !cur.expired(t.clock()) {
+			return cur, cur.err
+		}
+		stale = cur // replaced, but expired as well: refresh that
 	}
 	if t.Refresher == nil {
 		return nil, errors.New("autorefresh: Transport.Refresher is nil")
@@ -129,7 +132,10 @@ func (t *Transport) renew(ctx context.Context, stale *session, proactive bool) (
 // at most one refresh per Transport runs at a time.
 func (t *Transport) refresh(ctx context.Context, stale *session, proactive bool) (*session, error) {
 	if cur := t.state.Load(); cur != stale {
-		return cur, cur.err
+		if !cur.expired(t.clock()) {
+			return cur, cur.err
+		}
+		stale = cur
 	}
 	ctx = context.WithValue(context.WithoutCancel(ctx), refreshKey{}, true)
 	ctx, cancel := context.WithTimeout(ctx, t.refreshTimeout())
@@ -165,6 +171,7 @@ func (t *Transport) refresh(ctx context.Context, stale *session, proactive bool)
 
 // exchange does the work of refresh and records what happened in ev.
 func (t *Transport) exchange(ctx context.Context, stale *session, ev *RefreshEvent) (*session, error) {
+	current := stale.tokens
 	if l, ok := t.Store.(Locker); ok {
 		unlock, err := l.Lock(ctx)
 		if err != nil {
@@ -180,12 +187,17 @@ func (t *Transport) exchange(ctx context.Context, stale *session, ev *RefreshEve
 		case err != nil:
 			return nil, &RefreshError{Err: fmt.Errorf("autorefresh: load tokens: %w", err)}
 		case stored.AccessToken != stale.tokens.AccessToken:
-			ev.Adopted = true
-			return t.replace(stale, t.newSession(stored))
+			// Another holder refreshed. Use its pair, or, when that has
+			// expired too, refresh it.
+			if ns := t.newSession(stored); !ns.expired(t.clock()) {
+				ev.Adopted = true
+				return t.replace(stale, ns)
+			}
+			current = stored
 		}
 	}
 
-	tok, err := t.Refresher.Refresh(ctx, stale.tokens)
+	tok, err := t.Refresher.Refresh(ctx, current)
 	if err == nil && tok.AccessToken == "" {
 		err = errNoAccessToken
 	}
@@ -201,7 +213,7 @@ func (t *Transport) exchange(ctx context.Context, stale *session, ev *RefreshEve
 		return nil, err
 	}
 	if tok.RefreshToken == "" {
-		tok.RefreshToken = stale.tokens.RefreshToken
+		tok.RefreshToken = current.RefreshToken
 	}
 	ev.StoreErr = t.Store.Save(ctx, tok)
 	return t.replace(stale, t.newSession(tok))

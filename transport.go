@@ -232,6 +232,12 @@ type session struct {
 	retryAt atomic.Int64
 }
 
+// expired reports whether s holds tokens that expired at now (as far as is
+// known).
+func (s *session) expired(now time.Time) bool {
+	return s.err == nil && s.hasTokens() && !s.expiry.IsZero() && !now.Before(s.expiry)
+}
+
 // retryDue reports whether a refresh ahead of expiry may be tried at now:
 // the last one did not fail, or its back-off has passed, or the token
 // expired.

@@ -1202,3 +1202,63 @@ func TestOAuth2DefaultsToBearer(t *testing.T) {
 		}
 	}
 }
+
+// lockingStore is a MemoryStore that implements Locker in process.
+type lockingStore struct {
+	MemoryStore
+	mu    sync.Mutex
+	locks atomic.Int64
+}
+
+func (s *lockingStore) Lock(ctx context.Context) (func(), error) {
+	s.locks.Add(1)
+	s.mu.Lock()
+	return s.mu.Unlock, nil
+}
+
+func TestLockerAdoptsOrRefreshesStoredPair(t *testing.T) {
+	for _, expired := range []bool{false, true} {
+		name := map[bool]string{false: "fresh pair adopted", true: "expired pair refreshed"}[expired]
+		t.Run(name, func(t *testing.T) {
+			srv := newProtoServer(t)
+			mine := srv.stale()
+			// Another process refreshed: its pair is in the store, and
+			// my refresh token is spent.
+			theirs := srv.issue()
+			srv.mu.Lock()
+			srv.refresh[mine.RefreshToken] = true
+			srv.mu.Unlock()
+			if expired {
+				theirs.Expiry = time.Now().Add(-time.Second)
+				srv.mu.Lock()
+				delete(srv.access, theirs.AccessToken)
+				srv.mu.Unlock()
+			}
+			store := &lockingStore{}
+			var events []RefreshEvent
+			tr := &Transport{Store: store, Refresher: &Endpoint{URL: srv.URL + "/auth/refreshtoken"},
+				OnRefresh: func(e RefreshEvent) { events = append(events, e) }}
+			if err := tr.SetTokens(context.Background(), mine); err != nil {
+				t.Fatal(err)
+			}
+			store.MemoryStore.Save(context.Background(), theirs)
+
+			if code, _ := get(t, NewClient(nil, tr), srv.URL+"/api/x"); code != 200 {
+				t.Errorf("status = %d; want 200", code)
+			}
+			if n := srv.reuses.Load(); n != 0 {
+				t.Errorf("refresh token reuses = %d; want 0", n)
+			}
+			wantCalls := map[bool]int64{false: 0, true: 1}[expired]
+			if n := srv.refreshCalls.Load(); n != wantCalls {
+				t.Errorf("refresh calls = %d; want %d", n, wantCalls)
+			}
+			if n := store.locks.Load(); n != 1 {
+				t.Errorf("locks = %d; want 1", n)
+			}
+			if len(events) != 1 || events[0].Adopted == expired || events[0].Err != nil {
+				t.Errorf("events = %+v; want one successful event with Adopted = %v", events, !expired)
+			}
+		})
+	}
+}
