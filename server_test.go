@@ -27,7 +27,7 @@ type protoServer struct {
 	jwtNow func() time.Time
 
 	// Knobs, safe to change while serving.
-	refreshStatus atomic.Int64          // non-zero: the refresh endpoint answers this status
+	refreshStatus atomic.Int64           // non-zero: the refresh endpoint answers this status
 	refreshBody   atomic.Pointer[string] // set: the refresh endpoint answers 200 with this body
 	noRotate      atomic.Bool            // answer refreshes without a refreshToken
 	reject        atomic.Bool            // the API refuses every token

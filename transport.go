@@ -60,6 +60,16 @@ func (s HeaderScheme) orDefault() HeaderScheme {
 	return s
 }
 
+// scheme returns the scheme in use: Scheme, or its default.
+func (t *Transport) scheme() HeaderScheme {
+	if t.Scheme == (HeaderScheme{}) {
+		if _, ok := t.Refresher.(*OAuth2); ok {
+			return BearerScheme
+		}
+	}
+	return t.Scheme.orDefault()
+}
+
 // Transport is an http.RoundTripper that authenticates requests with the
 // tokens of a TokenStore and keeps them fresh.
 //
@@ -91,12 +101,16 @@ type Transport struct {
 	Refresher Refresher
 
 	// Scheme says which headers carry the tokens. The zero value is
-	// DefaultScheme.
+	// BearerScheme when Refresher is an *OAuth2, so that the refresh token
+	// only goes to the token endpoint, and DefaultScheme otherwise.
 	Scheme HeaderScheme
 
 	// ShouldRefresh reports whether a response means the access token was
 	// refused, so that the Transport refreshes and replays the request. It
-	// must not read the response body. If nil, DefaultShouldRefresh is used.
+	// must not read the response body. If nil, BearerShouldRefresh is used
+	// when Scheme sends the Authorization header (BearerScheme), and
+	// DefaultShouldRefresh otherwise; the table of their reactions is in
+	// DefaultShouldRefresh's doc.
 	ShouldRefresh func(*http.Response) bool
 
 	// EarlyRefresh is how long before the access token expires a request
@@ -143,35 +157,6 @@ type Transport struct {
 
 var _ http.RoundTripper = (*Transport)(nil)
 
-// RefreshEvent describes a refresh attempt, for Transport.OnRefresh. It
-// holds no token values.
-type RefreshEvent struct {
-	// Proactive is true for a refresh made ahead of expiry, false for one
-	// made because a request was refused.
-	Proactive bool
-
-	// OldExpiry and NewExpiry are the access tokens' expiries, zero when
-	// unknown.
-	OldExpiry, NewExpiry time.Time
-
-	// Duration is how long the attempt took.
-	Duration time.Duration
-
-	// Err is nil on success. SessionEnded reports whether it ended the
-	// session (the store was cleared).
-	Err          error
-	SessionEnded bool
-
-	// Adopted is true when the Store's lock showed that another process
-	// had already refreshed, and its tokens were used.
-	Adopted bool
-
-	// StoreErr, if not nil, is the error of saving (or, when the session
-	// ended, clearing) the store. The new tokens are used in memory even
-	// when saving them failed.
-	StoreErr error
-}
-
 // Stats are the Transport's counters since it was created.
 type Stats struct {
 	Requests           int64 // calls to RoundTrip
@@ -198,10 +183,31 @@ func (t *Transport) Stats() Stats {
 	}
 }
 
-// DefaultShouldRefresh reports whether resp refuses the access token: its
-// status is 403 Forbidden.
+// DefaultShouldRefresh is the ShouldRefresh policy of the header schemes
+// that do not use the Authorization header, such as DefaultScheme and
+// AccessOnlyScheme: it reports whether resp refuses the access token, which
+// their servers say with 403 Forbidden. BearerShouldRefresh is its
+// counterpart for BearerScheme, where a refused token is 401 Unauthorized
+// (RFC 6750 section 3.1).
+//
+// An error code in a WWW-Authenticate challenge (RFC 6750 section 3) takes
+// precedence over the status. The reactions of the two policies, where
+// "refresh" means refresh the tokens and send the request once more, and
+// "return" means return the response as is:
+//
+//	Response                                     DefaultShouldRefresh  BearerShouldRefresh
+//	401 or 403, error="invalid_token"            refresh               refresh
+//	401 or 403, error="insufficient_scope"       return                return
+//	401 or 403, error="invalid_request"          return                return
+//	401, any other challenge or none             return                refresh
+//	403, any other challenge or none             refresh               return
+//	any other status                             return                return
+//
+// A 403 with a Bearer scheme is a good token without the rights for the
+// request, or a refusal that is not about the token at all (GitHub answers
+// 403 when a rate limit is exceeded): a new token would not change it.
 func DefaultShouldRefresh(resp *http.Response) bool {
-	return resp.StatusCode == http.StatusForbidden
+	return refusesToken(resp, http.StatusForbidden)
 }
 
 // session is an immutable snapshot of the tokens in use, with the header
@@ -220,12 +226,30 @@ type session struct {
 	// err is set on the session that replaced one whose refresh token
 	// was rejected: requests sent with the old tokens fail with it.
 	err error
+
+	// retryAt, in Unix nanoseconds, holds back the next refresh ahead of
+	// expiry after one failed; zero: no failure.
+	retryAt atomic.Int64
+}
+
+// expired reports whether s holds tokens that expired at now (as far as is
+// known).
+func (s *session) expired(now time.Time) bool {
+	return s.err == nil && s.hasTokens() && !s.expiry.IsZero() && !now.Before(s.expiry)
+}
+
+// retryDue reports whether a refresh ahead of expiry may be tried at now:
+// the last one did not fail, or its back-off has passed, or the token
+// expired.
+func (s *session) retryDue(now time.Time) bool {
+	r := s.retryAt.Load()
+	return r == 0 || now.UnixNano() >= r || !now.Before(s.expiry)
 }
 
 func (s *session) hasTokens() bool { return s.access != nil || s.refresh != nil }
 
 func (t *Transport) newSession(tok Tokens) *session {
-	sc := t.Scheme.orDefault()
+	sc := t.scheme()
 	s := &session{
 		tokens:       tok,
 		accessName:   sc.AccessHeader,
@@ -296,7 +320,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return t.base().RoundTrip(req)
 	}
 	if !s.refreshAt.IsZero() {
-		if now := t.clock(); !now.Before(s.refreshAt) {
+		if now := t.clock(); !now.Before(s.refreshAt) && s.retryDue(now) {
 			if s, err = t.refreshAhead(ctx, s, now); err != nil {
 				closeBody(req)
 				return nil, err
@@ -352,27 +376,13 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 }
 
 func (t *Transport) shouldRefresh(resp *http.Response) bool {
-	if t.ShouldRefresh != nil {
+	switch {
+	case t.ShouldRefresh != nil:
 		return t.ShouldRefresh(resp)
+	case t.scheme().usesAuthorization():
+		return BearerShouldRefresh(resp)
 	}
 	return DefaultShouldRefresh(resp)
-}
-
-// refreshAhead refreshes s, which is due or expired at now, before a
-// request is sent with it. A transient failure is not fatal while s has
-// not expired: the request goes out with s.
-func (t *Transport) refreshAhead(ctx context.Context, s *session, now time.Time) (*session, error) {
-	if t.Refresher == nil {
-		return s, nil
-	}
-	ns, err := t.renew(ctx, s, true)
-	switch {
-	case err == nil:
-		return ns, nil
-	case errors.Is(err, ErrSessionExpired), ctx.Err() != nil, !now.Before(s.expiry):
-		return nil, err
-	}
-	return s, nil
 }
 
 // session returns the current session, loading the tokens from the store
@@ -409,138 +419,6 @@ func (t *Transport) session(ctx context.Context) (*session, error) {
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
-}
-
-func (t *Transport) refreshTimeout() time.Duration {
-	if t.RefreshTimeout > 0 {
-		return t.RefreshTimeout
-	}
-	return DefaultRefreshTimeout
-}
-
-// renew returns the session that replaces stale, refreshing stale unless
-// that was done already. All callers share one refresh at a time, which
-// runs to completion even when they give up waiting on their contexts.
-func (t *Transport) renew(ctx context.Context, stale *session, proactive bool) (*session, error) {
-	if cur := t.state.Load(); cur != stale {
-		return cur, cur.err
-	}
-	if t.Refresher == nil {
-		return nil, errors.New("autorefresh: Transport.Refresher is nil")
-	}
-	t.stats.waits.Add(1)
-	ch := t.flight.DoChan("refresh", func() (any, error) {
-		return t.refresh(ctx, stale, proactive)
-	})
-	select {
-	case r := <-ch:
-		if r.Err != nil {
-			return nil, r.Err
-		}
-		return r.Val.(*session), nil
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
-}
-
-// refresh replaces stale with new tokens. It runs in the single flight, so
-// at most one refresh per Transport runs at a time.
-func (t *Transport) refresh(ctx context.Context, stale *session, proactive bool) (*session, error) {
-	if cur := t.state.Load(); cur != stale {
-		return cur, cur.err
-	}
-	ctx = context.WithValue(context.WithoutCancel(ctx), refreshKey{}, true)
-	ctx, cancel := context.WithTimeout(ctx, t.refreshTimeout())
-	defer cancel()
-
-	start := time.Now()
-	ev := RefreshEvent{Proactive: proactive, OldExpiry: stale.expiry}
-	if proactive {
-		t.stats.proactive.Add(1)
-	}
-	t.log(ctx, "autorefresh: refreshing tokens", slog.Bool("proactive", proactive), slog.Time("oldExpiry", stale.expiry))
-	ns, err := t.exchange(ctx, stale, &ev)
-	ev.Duration = time.Since(start)
-	ev.Err = err
-	if err != nil {
-		t.stats.failures.Add(1)
-		t.log(ctx, "autorefresh: refresh failed", slog.Duration("took", ev.Duration),
-			slog.Bool("sessionEnded", ev.SessionEnded), slog.String("error", err.Error()))
-	} else {
-		t.stats.refreshes.Add(1)
-		ev.NewExpiry = ns.expiry
-		t.log(ctx, "autorefresh: refreshed tokens", slog.Duration("took", ev.Duration),
-			slog.Bool("adopted", ev.Adopted), slog.Time("newExpiry", ns.expiry))
-	}
-	if ev.StoreErr != nil {
-		t.log(ctx, "autorefresh: store failed", slog.String("error", ev.StoreErr.Error()))
-	}
-	if t.OnRefresh != nil {
-		t.OnRefresh(ev)
-	}
-	return ns, err
-}
-
-// exchange does the work of refresh and records what happened in ev.
-func (t *Transport) exchange(ctx context.Context, stale *session, ev *RefreshEvent) (*session, error) {
-	if l, ok := t.Store.(Locker); ok {
-		unlock, err := l.Lock(ctx)
-		if err != nil {
-			return nil, &RefreshError{Err: fmt.Errorf("autorefresh: lock store: %w", err)}
-		}
-		defer unlock()
-		stored, err := t.Store.Load(ctx)
-		switch {
-		case errors.Is(err, ErrNoTokens):
-			// Another holder of the store ended the session.
-			ev.SessionEnded = true
-			return t.end(stale, &RefreshError{Err: fmt.Errorf("%w: tokens were removed from the store", ErrSessionExpired)})
-		case err != nil:
-			return nil, &RefreshError{Err: fmt.Errorf("autorefresh: load tokens: %w", err)}
-		case stored.AccessToken != stale.tokens.AccessToken:
-			ev.Adopted = true
-			return t.replace(stale, t.newSession(stored))
-		}
-	}
-
-	tok, err := t.Refresher.Refresh(ctx, stale.tokens)
-	if err == nil && tok.AccessToken == "" {
-		err = errNoAccessToken
-	}
-	if err != nil {
-		if re := (*RefreshError)(nil); !errors.As(err, &re) {
-			err = &RefreshError{Err: err}
-		}
-		if errors.Is(err, ErrSessionExpired) {
-			ev.SessionEnded = true
-			ev.StoreErr = t.Store.Clear(ctx)
-			return t.end(stale, err)
-		}
-		return nil, err
-	}
-	if tok.RefreshToken == "" {
-		tok.RefreshToken = stale.tokens.RefreshToken
-	}
-	ev.StoreErr = t.Store.Save(ctx, tok)
-	return t.replace(stale, t.newSession(tok))
-}
-
-// replace makes s the current session unless stale was replaced meanwhile
-// (by SetTokens or ClearTokens), and returns the current session.
-func (t *Transport) replace(stale, s *session) (*session, error) {
-	if t.state.CompareAndSwap(stale, s) {
-		return s, s.err
-	}
-	cur := t.state.Load()
-	return cur, cur.err
-}
-
-// end replaces stale with an empty session that remembers why it ended.
-func (t *Transport) end(stale *session, err error) (*session, error) {
-	s := t.newSession(Tokens{})
-	s.err = err
-	t.replace(stale, s)
-	return s, err
 }
 
 // Tokens returns the tokens in use, loading them from the store on first
@@ -643,9 +521,15 @@ func (t *Transport) sendsTokens(req *http.Request) bool {
 		first = first.Response.Request
 	}
 	from, to := first.URL, req.URL
-	return (strings.EqualFold(from.Scheme, to.Scheme) || strings.EqualFold(to.Scheme, "https")) &&
-		strings.EqualFold(from.Hostname(), to.Hostname()) &&
-		port(from.Scheme, from.Port()) == port(to.Scheme, to.Port())
+	if !strings.EqualFold(from.Hostname(), to.Hostname()) {
+		return false
+	}
+	if strings.EqualFold(from.Scheme, to.Scheme) {
+		return port(from.Scheme, from.Port()) == port(to.Scheme, to.Port())
+	}
+	// An upgrade from http to https on the default ports.
+	return strings.EqualFold(to.Scheme, "https") &&
+		port(from.Scheme, from.Port()) == "80" && port(to.Scheme, to.Port()) == "443"
 }
 
 func hostAllowed(hosts []string, host, port string) bool {

@@ -354,6 +354,7 @@ func TestRejectedResponseIsDrainedAndClosed(t *testing.T) {
 }
 
 func TestConcurrent403sShareOneRefresh(t *testing.T) {
+	checkGoroutines(t)
 	srv := newProtoServer(t)
 	srv.refreshGate = make(chan struct{})
 	tr, _ := srv.transport(srv.stale())
@@ -440,6 +441,7 @@ func TestLate403ReplaysWithCurrentToken(t *testing.T) {
 }
 
 func TestRefreshOutlivesCallerContext(t *testing.T) {
+	checkGoroutines(t)
 	srv := newProtoServer(t)
 	srv.refreshGate = make(chan struct{})
 	tr, store := srv.transport(srv.stale())
@@ -483,6 +485,7 @@ func TestRefreshOutlivesCallerContext(t *testing.T) {
 }
 
 func TestRefreshTimeout(t *testing.T) {
+	checkGoroutines(t)
 	srv := newProtoServer(t)
 	srv.refreshGate = make(chan struct{})
 	defer close(srv.refreshGate)
@@ -651,6 +654,7 @@ func TestRefreshAheadFailure(t *testing.T) {
 type noGetBody struct{ io.Reader }
 
 func TestReplayBody(t *testing.T) {
+	checkGoroutines(t)
 	small := strings.Repeat("a little body. ", 100)
 	big := strings.Repeat("0123456789abcdef", 128<<10) // 2 MiB
 	tests := []struct {
@@ -731,6 +735,7 @@ func readAll(r io.Reader) []byte {
 }
 
 func TestRefreshRejectedEndsSession(t *testing.T) {
+	checkGoroutines(t)
 	srv := newProtoServer(t)
 	srv.refreshStatus.Store(401)
 	srv.refreshGate = make(chan struct{})
@@ -1082,5 +1087,178 @@ func TestTransportWithoutStore(t *testing.T) {
 	_, err := NewClient(nil, &Transport{}).Get(srv.URL + "/api/x")
 	if err == nil || !strings.Contains(err.Error(), "Store") {
 		t.Errorf("error = %v; want one that names the missing Store", err)
+	}
+}
+
+func TestRedirectTokenPolicy(t *testing.T) {
+	tests := []struct {
+		from, to string
+		hosts    []string
+		want     bool // tokens sent to the redirect target
+	}{
+		{"https://api.example.com/r", "https://api.example.com/x", nil, true},
+		{"https://api.example.com/r", "https://API.example.com:443/x", nil, true},
+		{"http://api.example.com/r", "https://api.example.com/x", nil, true},  // upgrade
+		{"https://api.example.com/r", "http://api.example.com/x", nil, false}, // downgrade
+		{"https://api.example.com/r", "https://sub.api.example.com/x", nil, false},
+		{"https://sub.api.example.com/r", "https://api.example.com/x", nil, false},
+		{"https://api.example.com/r", "https://api.example.com:8443/x", nil, false},
+		{"https://api.example.com/r", "https://evil.example.net/x", nil, false},
+		{"https://api.example.com/r", "https://api.example.com.evil.net/x", nil, false},
+		{"https://api.example.com/r", "https://api.example.com/x", []string{"api.example.com"}, true},
+		{"https://api.example.com/r", "https://other.example.com/x", []string{"api.example.com", "other.example.com"}, false},
+	}
+	for _, tt := range tests {
+		name := tt.from + " -> " + tt.to
+		if tt.hosts != nil {
+			name += " with Hosts"
+		}
+		t.Run(name, func(t *testing.T) {
+			var sent []bool
+			base := roundTripFunc(func(r *http.Request) (*http.Response, error) {
+				if r.URL.Path == "/r" {
+					return &http.Response{StatusCode: 302, Header: http.Header{"Location": {tt.to}}, Body: http.NoBody, Request: r}, nil
+				}
+				_, ok := r.Header["accessToken"]
+				sent = append(sent, ok)
+				return &http.Response{StatusCode: 200, Body: http.NoBody, Request: r}, nil
+			})
+			tr := &Transport{Base: base, Store: NewMemoryStore(Tokens{AccessToken: "a", RefreshToken: "r"}), Hosts: tt.hosts}
+			resp, err := NewClient(nil, tr).Get(tt.from)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if len(sent) != 1 || sent[0] != tt.want {
+				t.Errorf("tokens sent to the target = %v; want [%v]", sent, tt.want)
+			}
+		})
+	}
+}
+
+func TestRefreshAheadBacksOffAfterFailure(t *testing.T) {
+	srv := newProtoServer(t)
+	issued := time.Now()
+	clock := newFakeClock(issued)
+	srv.jwtTTL, srv.jwtNow = 10*time.Minute, clock.now
+	tr, _ := srv.transport(srv.issue())
+	tr.now = clock.now
+	c := NewClient(nil, tr)
+	srv.refreshStatus.Store(503)
+	expiry := issued.Add(10 * time.Minute)
+	steps := []struct {
+		at    time.Time
+		heal  bool
+		calls int64
+	}{
+		{expiry.Add(-20 * time.Second), false, 1}, // due: tried, failed, sent with the old token
+		{expiry.Add(-19 * time.Second), false, 1}, // backing off
+		{expiry.Add(-16 * time.Second), false, 1},
+		{expiry.Add(-14 * time.Second), false, 2}, // 5 s later: tried again
+		{expiry.Add(-13 * time.Second), true, 2},  // healed, but still backing off
+		{expiry.Add(-8 * time.Second), false, 3},  // tried and refreshed
+		{expiry.Add(time.Minute), false, 3},       // the new token is good
+	}
+	for i, st := range steps {
+		clock.set(st.at)
+		if st.heal {
+			srv.refreshStatus.Store(0)
+		}
+		if code, _ := get(t, c, srv.URL+"/api/x"); code != 200 {
+			t.Errorf("step %d: status = %d; want 200", i, code)
+		}
+		if n := srv.refreshCalls.Load(); n != st.calls {
+			t.Errorf("step %d: refresh calls = %d; want %d", i, n, st.calls)
+		}
+	}
+	// An expired token is refreshed before it is sent, back-off or not.
+	srv.refreshStatus.Store(503)
+	clock.set(time.Now().Add(time.Hour))
+	_, err := c.Get(srv.URL + "/api/x")
+	if err == nil {
+		t.Fatal("request with an expired token and a failing endpoint succeeded")
+	}
+	clock.add(time.Millisecond)
+	c.Get(srv.URL + "/api/x")
+	if n := srv.refreshCalls.Load(); n != 5 {
+		t.Errorf("refresh calls with an expired token = %d; want 5 (no back-off once expired)", n)
+	}
+}
+
+func TestOAuth2DefaultsToBearer(t *testing.T) {
+	url, lines := rawServer(t)
+	tr := &Transport{
+		Store:     NewMemoryStore(Tokens{AccessToken: "A", RefreshToken: "R"}),
+		Refresher: &OAuth2{TokenURL: url + "/token"},
+	}
+	get(t, NewClient(nil, tr), url+"/x")
+	hdr := <-lines
+	if !contains(hdr, "Authorization: Bearer A") {
+		t.Errorf("header lines = %q; want Authorization: Bearer A", hdr)
+	}
+	for _, l := range hdr {
+		if strings.Contains(l, "R") && strings.HasPrefix(strings.ToLower(l), "refreshtoken") {
+			t.Errorf("refresh token sent to the API: %q", l)
+		}
+	}
+}
+
+// lockingStore is a MemoryStore that implements Locker in process.
+type lockingStore struct {
+	MemoryStore
+	mu    sync.Mutex
+	locks atomic.Int64
+}
+
+func (s *lockingStore) Lock(ctx context.Context) (func(), error) {
+	s.locks.Add(1)
+	s.mu.Lock()
+	return s.mu.Unlock, nil
+}
+
+func TestLockerAdoptsOrRefreshesStoredPair(t *testing.T) {
+	for _, expired := range []bool{false, true} {
+		name := map[bool]string{false: "fresh pair adopted", true: "expired pair refreshed"}[expired]
+		t.Run(name, func(t *testing.T) {
+			srv := newProtoServer(t)
+			mine := srv.stale()
+			// Another process refreshed: its pair is in the store, and
+			// my refresh token is spent.
+			theirs := srv.issue()
+			srv.mu.Lock()
+			srv.refresh[mine.RefreshToken] = true
+			srv.mu.Unlock()
+			if expired {
+				theirs.Expiry = time.Now().Add(-time.Second)
+				srv.mu.Lock()
+				delete(srv.access, theirs.AccessToken)
+				srv.mu.Unlock()
+			}
+			store := &lockingStore{}
+			var events []RefreshEvent
+			tr := &Transport{Store: store, Refresher: &Endpoint{URL: srv.URL + "/auth/refreshtoken"},
+				OnRefresh: func(e RefreshEvent) { events = append(events, e) }}
+			if err := tr.SetTokens(context.Background(), mine); err != nil {
+				t.Fatal(err)
+			}
+			store.MemoryStore.Save(context.Background(), theirs)
+
+			if code, _ := get(t, NewClient(nil, tr), srv.URL+"/api/x"); code != 200 {
+				t.Errorf("status = %d; want 200", code)
+			}
+			if n := srv.reuses.Load(); n != 0 {
+				t.Errorf("refresh token reuses = %d; want 0", n)
+			}
+			wantCalls := map[bool]int64{false: 0, true: 1}[expired]
+			if n := srv.refreshCalls.Load(); n != wantCalls {
+				t.Errorf("refresh calls = %d; want %d", n, wantCalls)
+			}
+			if n := store.locks.Load(); n != 1 {
+				t.Errorf("locks = %d; want 1", n)
+			}
+			if len(events) != 1 || events[0].Adopted == expired || events[0].Err != nil {
+				t.Errorf("events = %+v; want one successful event with Adopted = %v", events, !expired)
+			}
+		})
 	}
 }
