@@ -63,7 +63,7 @@ func TestContendersAgree(t *testing.T) {
 			}
 		})
 	}
-	if n := srv.api403s.Load(); n != 0 {
+	if n := srv.refusals.Load(); n != 0 {
 		t.Errorf("requests refused = %d; want 0", n)
 	}
 	if n := srv.refreshCalls.Load(); n != 0 {

@@ -30,12 +30,11 @@ var contenders = []contender{
 	{"oauth2", func(srv *benchServer, base http.RoundTripper, tok autorefresh.Tokens) (http.RoundTripper, *http.Request) {
 		return &oauth2.Transport{Base: base, Source: oauth2Source(srv, nil, tok)}, newAPIRequest(srv.URL)
 	}},
-	// autorefresh-bearer sends what oauth2 sends (Authorization: Bearer):
-	// the apples-to-apples row against oauth2.
+	// autorefresh-bearer is configured as oauth2 is (an OAuth 2.0 token
+	// endpoint) and sends what oauth2 sends (Authorization: Bearer): the
+	// apples-to-apples row against oauth2.
 	{"autorefresh-bearer", func(srv *benchServer, base http.RoundTripper, tok autorefresh.Tokens) (http.RoundTripper, *http.Request) {
-		tr := newAutorefresh(srv, base, nil, tok)
-		tr.Scheme = autorefresh.BearerScheme
-		return tr, newAPIRequest(srv.URL)
+		return newAutorefreshBearer(srv, base, nil, tok), newAPIRequest(srv.URL)
 	}},
 	// autorefresh sends the default scheme: accessToken and refreshToken.
 	{"autorefresh", func(srv *benchServer, base http.RoundTripper, tok autorefresh.Tokens) (http.RoundTripper, *http.Request) {
@@ -69,6 +68,24 @@ func newAutorefresh(srv *benchServer, base, refresh http.RoundTripper, tok autor
 		Base:      base,
 		Store:     autorefresh.NewMemoryStore(tok),
 		Refresher: &autorefresh.Endpoint{URL: srv.URL + "/auth/refreshtoken", Base: refresh},
+	}
+}
+
+// newAutorefreshBearer returns a Transport over base holding tok, sending
+// it with BearerScheme and refreshing through srv's OAuth 2.0 token
+// endpoint over refresh (the default transport if nil), as oauth2Source
+// does.
+func newAutorefreshBearer(srv *benchServer, base, refresh http.RoundTripper, tok autorefresh.Tokens) *autorefresh.Transport {
+	return &autorefresh.Transport{
+		Base:  base,
+		Store: autorefresh.NewMemoryStore(tok),
+		Refresher: &autorefresh.OAuth2{
+			TokenURL:  srv.URL + "/oauth/token",
+			ClientID:  "bench",
+			AuthStyle: autorefresh.AuthStyleInParams,
+			Base:      refresh,
+		},
+		Scheme: autorefresh.BearerScheme,
 	}
 }
 
@@ -161,35 +178,41 @@ var burstSizes = []int{1, 100, 1000}
 // it a stale token pair and returns the RoundTripper to send the burst
 // through.
 type burstClient struct {
-	detect string // how the client learns that the token is stale: "403" or "expiry"
+	detect string // how the client learns that the token is stale: "403", "401" or "expiry"
 	impl   string
 	arm    func(tb testing.TB) http.RoundTripper
 }
 
 // burstClients returns the contenders of the burst, sending requests to
-// srv's API over api and refreshing over refresh. All of them send
-// Authorization: Bearer.
+// srv's API over api and refreshing over refresh.
 //
-// With detect=403 the stale access token is opaque: the client cannot tell
-// that it expired until the server refuses it. Only autorefresh can run
-// this case, as oauth2.Transport returns the 403 to the caller. With
-// detect=expiry it is a JWT that expired a second ago, which both clients
-// see before sending.
+// With detect=403 and detect=401 the stale access token is opaque: the
+// client cannot tell that it expired until the server refuses it, with a
+// 403 in the header protocol (autorefresh's DefaultScheme and Endpoint), or
+// a 401 invalid_token challenge for a bearer token (BearerScheme and
+// OAuth2). Only autorefresh can run these cases, as oauth2.Transport
+// returns a refusal to the caller. With detect=expiry the stale access token is a
+// JWT that expired a second ago, which both clients see before sending;
+// both send Authorization: Bearer and refresh at the same OAuth 2.0 token
+// endpoint.
 func burstClients(srv *benchServer, api, refresh http.RoundTripper) []burstClient {
-	ar := newAutorefresh(srv, api, refresh, autorefresh.Tokens{})
-	ar.Scheme = autorefresh.BearerScheme
-	armAutorefresh := func(tb testing.TB, tok autorefresh.Tokens) http.RoundTripper {
-		if err := ar.SetTokens(context.Background(), tok); err != nil {
+	arm := func(tb testing.TB, tr *autorefresh.Transport, tok autorefresh.Tokens) http.RoundTripper {
+		if err := tr.SetTokens(context.Background(), tok); err != nil {
 			tb.Fatal(err)
 		}
-		return ar
+		return tr
 	}
+	header := newAutorefresh(srv, api, refresh, autorefresh.Tokens{})
+	bearer := newAutorefreshBearer(srv, api, refresh, autorefresh.Tokens{})
 	return []burstClient{
 		{"403", "autorefresh", func(tb testing.TB) http.RoundTripper {
-			return armAutorefresh(tb, srv.staleOpaque())
+			return arm(tb, header, srv.staleOpaque())
+		}},
+		{"401", "autorefresh", func(tb testing.TB) http.RoundTripper {
+			return arm(tb, bearer, srv.staleOpaque())
 		}},
 		{"expiry", "autorefresh", func(tb testing.TB) http.RoundTripper {
-			return armAutorefresh(tb, srv.staleExpired())
+			return arm(tb, bearer, srv.staleExpired())
 		}},
 		{"expiry", "oauth2", func(tb testing.TB) http.RoundTripper {
 			return &oauth2.Transport{Base: api, Source: oauth2Source(srv, refresh, srv.staleExpired())}
@@ -218,7 +241,7 @@ func burst(tb testing.TB, srv *benchServer, c burstClient, n int, lat []time.Dur
 	tb.Helper()
 	rt := c.arm(tb)
 	req := newAPIRequest(srv.URL)
-	refreshes, reuses, refused := srv.refreshCalls.Load(), srv.reuses.Load(), srv.api403s.Load()
+	refreshes, reuses, refused := srv.refreshCalls.Load(), srv.reuses.Load(), srv.refusals.Load()
 
 	var ready, done sync.WaitGroup
 	start := make(chan struct{})
@@ -258,7 +281,7 @@ func burst(tb testing.TB, srv *benchServer, c burstClient, n int, lat []time.Dur
 	if got := srv.reuses.Load() - reuses; got != 0 {
 		tb.Fatalf("refresh tokens spent twice = %d; want 0", got)
 	}
-	got, want := srv.api403s.Load()-refused, int64(n) // each request is refused at most once
+	got, want := srv.refusals.Load()-refused, int64(n) // each request is refused at most once
 	if c.detect == "expiry" {
 		want = 0 // the stale token is never sent
 	}
@@ -279,7 +302,7 @@ func percentile(sorted []time.Duration, p int) time.Duration {
 // endpoint takes 2ms and rotates single-use refresh tokens. One op is one
 // burst: ns/op is its wall time, refreshes/op the refresh calls the server
 // got (always 1, or the benchmark fails), refused/op the requests the API
-// refused with 403 (each then replayed once), p50-ns and p99-ns the
+// refused with 403 or 401 (each then replayed once), p50-ns and p99-ns the
 // latency of a single request.
 func BenchmarkBurst(b *testing.B) {
 	srv := newBenchServer(b)
@@ -288,14 +311,14 @@ func BenchmarkBurst(b *testing.B) {
 		for _, n := range burstSizes {
 			b.Run(fmt.Sprintf("detect=%s/impl=%s/n=%d", c.detect, c.impl, n), func(b *testing.B) {
 				b.StopTimer()
-				refreshes, refused := srv.refreshCalls.Load(), srv.api403s.Load()
+				refreshes, refused := srv.refreshCalls.Load(), srv.refusals.Load()
 				var lat []time.Duration
 				for range b.N {
 					lat = burst(b, srv, c, n, lat)
 				}
 				slices.Sort(lat)
 				b.ReportMetric(float64(srv.refreshCalls.Load()-refreshes)/float64(b.N), "refreshes/op")
-				b.ReportMetric(float64(srv.api403s.Load()-refused)/float64(b.N), "refused/op")
+				b.ReportMetric(float64(srv.refusals.Load()-refused)/float64(b.N), "refused/op")
 				b.ReportMetric(float64(percentile(lat, 50)), "p50-ns")
 				b.ReportMetric(float64(percentile(lat, 99)), "p99-ns")
 			})

@@ -26,8 +26,10 @@ const refreshLatency = 2 * time.Millisecond
 // that hand out the same kind of tokens:
 //
 //   - /api/ answers 200 "ok" to a request whose accessToken header, or
-//     Authorization: Bearer header, holds a valid access token, 403
-//     otherwise;
+//     Authorization: Bearer header, holds a valid access token. It refuses
+//     any other token the way each protocol does: 403 for the header
+//     protocol, 401 with an invalid_token challenge for a bearer token
+//     (RFC 6750 section 3.1);
 //   - GET /auth/refreshtoken speaks autorefresh's header protocol;
 //   - POST /oauth/token speaks OAuth 2.0's refresh_token grant.
 //
@@ -39,7 +41,7 @@ type benchServer struct {
 	access  sync.Map // valid access token -> struct{}
 	refresh sync.Map // unspent refresh token -> struct{}
 
-	refreshCalls, reuses, api403s atomic.Int64
+	refreshCalls, reuses, refusals atomic.Int64 // refusals: API requests refused
 }
 
 func newBenchServer(tb testing.TB) *benchServer {
@@ -105,16 +107,21 @@ func (s *benchServer) staleExpired() autorefresh.Tokens {
 }
 
 func (s *benchServer) serveAPI(w http.ResponseWriter, r *http.Request) {
-	token := r.Header.Get("accessToken")
-	if token == "" {
-		token, _ = strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	token, bearer := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !bearer {
+		token = r.Header.Get("accessToken")
 	}
-	if _, ok := s.access.Load(token); !ok {
-		s.api403s.Add(1)
-		w.WriteHeader(http.StatusForbidden)
+	if _, ok := s.access.Load(token); ok {
+		io.WriteString(w, "ok")
 		return
 	}
-	io.WriteString(w, "ok")
+	s.refusals.Add(1)
+	if bearer {
+		w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
+		w.WriteHeader(http.StatusUnauthorized)
+		return
+	}
+	w.WriteHeader(http.StatusForbidden)
 }
 
 // spend takes a refresh token out of circulation and reports whether it
