@@ -296,7 +296,9 @@ func TestResume(t *testing.T) {
 		{name: "refresh token rejected", tokens: (*sessionServer).stale,
 			setup: func(s *sessionServer, _ *Transport) { s.refreshStatus.Store(401) },
 			want:  expired, wantRefresh: 1, checks: 1},
-		{name: "unknown refresh token", tokens: func(*sessionServer) Tokens { return Tokens{AccessToken: "acc-unknown-6", RefreshToken: "ref-unknown-6"} },
+		{name: "unknown refresh token", tokens: func(*sessionServer) Tokens {
+			return Tokens{AccessToken: "acc-unknown-6", RefreshToken: "ref-unknown-6"}
+		},
 			want: expired, wantRefresh: 1, checks: 1},
 		{name: "refresh endpoint down", tokens: (*sessionServer).stale,
 			setup: func(s *sessionServer, _ *Transport) { s.refreshStatus.Store(503) },
