@@ -27,7 +27,7 @@ type protoServer struct {
 	jwtNow func() time.Time
 
 	// Knobs, safe to change while serving.
-	refreshStatus atomic.Int64          // non-zero: the refresh endpoint answers this status
+	refreshStatus atomic.Int64           // non-zero: the refresh endpoint answers this status
 	refreshBody   atomic.Pointer[string] // set: the refresh endpoint answers 200 with this body
 	noRotate      atomic.Bool            // answer refreshes without a refreshToken
 	reject        atomic.Bool            // the API refuses every token
@@ -189,4 +189,15 @@ func get(t testing.TB, c *http.Client, url string) (int, string) {
 		t.Errorf("GET %s: read body: %v", url, err)
 	}
 	return resp.StatusCode, string(b)
+}
+
+// testJWT returns an HS256 JWT expiring at exp.
+func testJWT(t testing.TB, exp time.Time) string {
+	t.Helper()
+	claims := jwt.RegisteredClaims{IssuedAt: jwt.NewNumericDate(time.Now()), ExpiresAt: jwt.NewNumericDate(exp)}
+	s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString([]byte("test key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }

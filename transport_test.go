@@ -4,8 +4,11 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -496,5 +499,588 @@ func TestRefreshTimeout(t *testing.T) {
 	}
 	if saved, _ := store.Load(context.Background()); saved != stale {
 		t.Errorf("store holds %v; want the old tokens kept", saved)
+	}
+}
+
+// fakeClock is a settable clock for Transport.now.
+type fakeClock struct{ t atomic.Pointer[time.Time] }
+
+func newFakeClock(t time.Time) *fakeClock {
+	c := &fakeClock{}
+	c.set(t)
+	return c
+}
+
+func (c *fakeClock) set(t time.Time)     { c.t.Store(&t) }
+func (c *fakeClock) now() time.Time      { return *c.t.Load() }
+func (c *fakeClock) add(d time.Duration) { c.set(c.now().Add(d)) }
+
+func TestRefreshAheadOfExpiry(t *testing.T) {
+	issued := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	tests := []struct {
+		name     string
+		lifetime time.Duration // 0: opaque token
+		expiry   time.Duration // Tokens.Expiry after issued, when set
+		early    time.Duration
+		at       time.Duration // request time after issued
+		want     int64         // refresh calls
+	}{
+		{"fresh", 10 * time.Minute, 0, 0, time.Minute, 0},
+		{"just before default window", 10 * time.Minute, 0, 0, 10*time.Minute - 31*time.Second, 0},
+		{"inside default window", 10 * time.Minute, 0, 0, 10*time.Minute - 29*time.Second, 1},
+		{"expired", 10 * time.Minute, 0, 0, 11 * time.Minute, 1},
+		{"long expired", 10 * time.Minute, 0, 0, 48 * time.Hour, 1},
+		{"window capped at half life: outside", 40 * time.Second, 0, 0, 19 * time.Second, 0},
+		{"window capped at half life: inside", 40 * time.Second, 0, 0, 21 * time.Second, 1},
+		{"custom window: outside", 10 * time.Minute, 0, 2 * time.Minute, 7 * time.Minute, 0},
+		{"custom window: inside", 10 * time.Minute, 0, 2 * time.Minute, 8*time.Minute + time.Second, 1},
+		{"early refresh off: before expiry", 10 * time.Minute, 0, -1, 10*time.Minute - time.Second, 0},
+		{"early refresh off: expired", 10 * time.Minute, 0, -1, 10*time.Minute + time.Second, 1},
+		{"opaque token never expires", 0, 0, 0, 365 * 24 * time.Hour, 0},
+		{"opaque token with Expiry: fresh", 0, 10 * time.Minute, 0, time.Minute, 0},
+		{"opaque token with Expiry: inside window", 0, 10 * time.Minute, 0, 10*time.Minute - 10*time.Second, 1},
+		{"Expiry wins over exp claim", time.Hour, 10 * time.Minute, 0, 10*time.Minute - 10*time.Second, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := newProtoServer(t)
+			clock := newFakeClock(issued)
+			srv.jwtTTL, srv.jwtNow = tt.lifetime, clock.now
+			tok := srv.issue()
+			if tt.expiry != 0 {
+				tok.Expiry = issued.Add(tt.expiry)
+			}
+			tr, _ := srv.transport(tok)
+			tr.now, tr.EarlyRefresh = clock.now, tt.early
+			if _, err := tr.Tokens(context.Background()); err != nil { // loaded when issued
+				t.Fatal(err)
+			}
+			clock.add(tt.at)
+			if code, _ := get(t, NewClient(nil, tr), srv.URL+"/api/x"); code != 200 {
+				t.Errorf("status = %d; want 200", code)
+			}
+			if n := srv.refreshCalls.Load(); n != tt.want {
+				t.Errorf("refresh calls = %d; want %d", n, tt.want)
+			}
+			if n := srv.api403s.Load(); n != 0 {
+				t.Errorf("403s = %d; want 0 (no request should be refused)", n)
+			}
+			if tt.want == 1 && tr.Stats().ProactiveRefreshes != 1 {
+				t.Errorf("proactive refreshes = %d; want 1", tr.Stats().ProactiveRefreshes)
+			}
+		})
+	}
+}
+
+func TestRefreshAheadUnderLoadSeesNo403(t *testing.T) {
+	srv := newProtoServer(t)
+	clock := newFakeClock(time.Now())
+	srv.jwtTTL, srv.jwtNow = time.Minute, clock.now
+	tr, _ := srv.transport(srv.issue())
+	tr.now = clock.now
+	c := NewClient(nil, tr)
+	const lifetimes = 5
+	var wg sync.WaitGroup
+	for range 20 {
+		wg.Go(func() {
+			for range 10 * lifetimes {
+				if code, _ := get(t, c, srv.URL+"/api/x"); code != 200 {
+					t.Errorf("status = %d; want 200", code)
+				}
+			}
+		})
+	}
+	for range 10 * lifetimes {
+		clock.add(6 * time.Second) // ten ticks per token lifetime
+		time.Sleep(time.Millisecond)
+	}
+	wg.Wait()
+	if n := srv.api403s.Load(); n != 0 {
+		t.Errorf("403s = %d; want 0", n)
+	}
+	if n := srv.reuses.Load(); n != 0 {
+		t.Errorf("refresh token reuses = %d; want 0", n)
+	}
+	// Each token is refreshed once, 30 s before its expiry: at most one
+	// refresh per 30 s of clock.
+	if n := srv.refreshCalls.Load(); n < 1 || n > 2*lifetimes {
+		t.Errorf("refresh calls = %d; want between 1 and %d", n, 2*lifetimes)
+	}
+}
+
+func TestRefreshAheadFailure(t *testing.T) {
+	issued := time.Now()
+	tests := []struct {
+		name    string
+		at      time.Duration
+		wantErr bool
+	}{
+		{"token still valid: sent as is", 9*time.Minute + 50*time.Second, false},
+		{"token expired: error", 11 * time.Minute, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := newProtoServer(t)
+			clock := newFakeClock(issued)
+			srv.jwtTTL, srv.jwtNow = 10*time.Minute, clock.now
+			tok := srv.issue()
+			srv.refreshStatus.Store(503)
+			tr, store := srv.transport(tok)
+			tr.now = clock.now
+			clock.add(tt.at)
+			resp, err := NewClient(nil, tr).Get(srv.URL + "/api/x")
+			if tt.wantErr {
+				var re *RefreshError
+				if !errors.As(err, &re) || re.StatusCode != 503 {
+					t.Errorf("error = %v; want a *RefreshError with status 503", err)
+				}
+			} else if err != nil || resp.StatusCode != 200 {
+				t.Errorf("got %v, %v; want 200 with the still-valid token", resp, err)
+			}
+			if resp != nil {
+				resp.Body.Close()
+			}
+			if saved, _ := store.Load(context.Background()); saved != tok {
+				t.Error("a transient refresh failure changed the store")
+			}
+		})
+	}
+}
+
+// noGetBody hides a reader's type so that http.NewRequest sets no GetBody.
+type noGetBody struct{ io.Reader }
+
+func TestReplayBody(t *testing.T) {
+	small := strings.Repeat("a little body. ", 100)
+	big := strings.Repeat("0123456789abcdef", 128<<10) // 2 MiB
+	tests := []struct {
+		name     string
+		body     func() io.Reader
+		getBody  bool
+		max      int64
+		early403 bool // the server refuses before reading the body
+		wantErr  error
+	}{
+		{"GetBody", func() io.Reader { return strings.NewReader(small) }, true, 0, false, nil},
+		{"GetBody big", func() io.Reader { return strings.NewReader(big) }, true, 0, false, nil},
+		{"buffered", func() io.Reader { return noGetBody{strings.NewReader(small)} }, false, 0, false, nil},
+		{"buffered, refused before read", func() io.Reader { return noGetBody{strings.NewReader(big)} }, false, 4 << 20, true, nil},
+		{"unread rest after limit", func() io.Reader { return noGetBody{strings.NewReader(big)} }, false, 0, true, nil},
+		{"too big", func() io.Reader { return noGetBody{strings.NewReader(big)} }, false, 0, false, ErrBodyNotReplayable},
+		{"buffering off", func() io.Reader { return noGetBody{strings.NewReader(small)} }, false, -1, false, ErrBodyNotReplayable},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := newProtoServer(t)
+			stale := srv.stale()
+			tr, _ := srv.transport(stale)
+			tr.MaxReplayBody = tt.max
+			if tt.early403 {
+				// The first attempt reads a little of the body, closes it
+				// and is refused, as a server that answers before reading
+				// the whole body.
+				tr.Base = roundTripFunc(func(r *http.Request) (*http.Response, error) {
+					if v := r.Header["accessToken"]; v[0] != stale.AccessToken {
+						return http.DefaultTransport.RoundTrip(r)
+					}
+					io.CopyN(io.Discard, r.Body, 1000)
+					r.Body.Close()
+					return &http.Response{StatusCode: 403, Body: http.NoBody, Request: r}, nil
+				})
+			}
+			req, _ := http.NewRequest("POST", srv.URL+"/api/echo", tt.body())
+			if (req.GetBody != nil) != tt.getBody {
+				t.Fatalf("GetBody set = %v; want %v", req.GetBody != nil, tt.getBody)
+			}
+			body := &trackedBody{r: req.Body}
+			req.Body = body
+			resp, err := NewClient(nil, tr).Do(req)
+			if tt.wantErr != nil {
+				if !errors.Is(err, tt.wantErr) {
+					t.Errorf("error = %v; want %v", err, tt.wantErr)
+				}
+				if !body.closed.Load() {
+					t.Error("request body not closed")
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			want := "POST /api/echo " + string(readAll(tt.body()))
+			if resp.StatusCode != 200 || string(got) != want {
+				t.Errorf("replay got %d with %d bytes echoed; want 200 with %d", resp.StatusCode, len(got), len(want))
+			}
+			if !tt.early403 {
+				if seen := srv.seenBodies(); len(seen) != 2 || seen[0] != seen[1] {
+					t.Errorf("server saw %d bodies, equal = %v; want 2 equal bodies", len(seen), len(seen) == 2 && seen[0] == seen[1])
+				}
+			}
+			if !tt.getBody && !body.closed.Load() {
+				t.Error("request body not closed")
+			}
+		})
+	}
+}
+
+func readAll(r io.Reader) []byte {
+	b, _ := io.ReadAll(r)
+	return b
+}
+
+func TestRefreshRejectedEndsSession(t *testing.T) {
+	srv := newProtoServer(t)
+	srv.refreshStatus.Store(401)
+	srv.refreshGate = make(chan struct{})
+	stale := srv.stale()
+	store := &countingStore{}
+	store.Save(context.Background(), stale)
+	var events []RefreshEvent
+	tr := &Transport{
+		Store:     store,
+		Refresher: &Endpoint{URL: srv.URL + "/auth/refreshtoken"},
+		OnRefresh: func(e RefreshEvent) { events = append(events, e) },
+	}
+	c := NewClient(nil, tr)
+
+	// A request on the server with the old token, refused after the end.
+	arrived, release := make(chan struct{}), make(chan struct{})
+	holdSlow(srv, arrived, release)
+	late := make(chan error)
+	go func() {
+		resp, err := c.Get(srv.URL + "/api/slow")
+		if err == nil {
+			resp.Body.Close()
+		}
+		late <- err
+	}()
+	<-arrived
+
+	const n = 50
+	errs := make(chan error, n)
+	for range n {
+		go func() {
+			resp, err := c.Get(srv.URL + "/api/x")
+			if err == nil {
+				resp.Body.Close()
+			}
+			errs <- err
+		}()
+	}
+	for tr.Stats().Waits < n {
+		time.Sleep(time.Millisecond)
+	}
+	close(srv.refreshGate)
+	for range n {
+		if err := <-errs; !errors.Is(err, ErrSessionExpired) {
+			t.Errorf("error = %v; want ErrSessionExpired", err)
+		}
+	}
+	close(release)
+	if err := <-late; !errors.Is(err, ErrSessionExpired) {
+		t.Errorf("late 403 error = %v; want ErrSessionExpired", err)
+	}
+	if got := srv.refreshCalls.Load(); got != 1 {
+		t.Errorf("refresh calls = %d; want 1", got)
+	}
+	if got := store.clears.Load(); got != 1 {
+		t.Errorf("store clears = %d; want 1", got)
+	}
+	if _, err := store.Load(context.Background()); !errors.Is(err, ErrNoTokens) {
+		t.Errorf("store Load error = %v; want ErrNoTokens", err)
+	}
+	if len(events) != 1 || !events[0].SessionEnded || !errors.Is(events[0].Err, ErrSessionExpired) {
+		t.Errorf("refresh events = %+v; want one that ended the session", events)
+	}
+	var re *RefreshError
+	if err := events[0].Err; !errors.As(err, &re) || re.StatusCode != 401 {
+		t.Errorf("event error = %v; want a *RefreshError with status 401", err)
+	}
+	// Afterwards requests go out without tokens and their 403s come back.
+	srv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, ok := r.Header["Accesstoken"]; ok {
+			t.Error("request after the session ended carried an access token")
+		}
+		w.WriteHeader(http.StatusForbidden)
+	})
+	if code, _ := get(t, c, srv.URL+"/api/x"); code != 403 {
+		t.Errorf("status after the session ended = %d; want 403", code)
+	}
+	if got := srv.refreshCalls.Load(); got != 1 {
+		t.Errorf("refresh calls after the session ended = %d; want 1", got)
+	}
+}
+
+func TestRefreshWithoutNewRefreshTokenKeepsOld(t *testing.T) {
+	srv := newProtoServer(t)
+	srv.noRotate.Store(true)
+	stale := srv.stale()
+	tr, store := srv.transport(stale)
+	if code, _ := get(t, NewClient(nil, tr), srv.URL+"/api/x"); code != 200 {
+		t.Fatalf("status = %d; want 200", code)
+	}
+	saved, _ := store.Load(context.Background())
+	if saved.RefreshToken != stale.RefreshToken {
+		t.Error("the refresh token was lost; want the old one kept")
+	}
+	if saved.AccessToken == stale.AccessToken || !srv.valid(saved.AccessToken) {
+		t.Error("store does not hold the new access token")
+	}
+	// The kept refresh token still works.
+	srv.expireAll()
+	if code, _ := get(t, NewClient(nil, tr), srv.URL+"/api/x"); code != 200 {
+		t.Errorf("status after second refresh = %d; want 200", code)
+	}
+}
+
+func TestTransientRefreshFailure(t *testing.T) {
+	tests := []struct {
+		name       string
+		breakIt    func(*protoServer)
+		wantStatus int
+	}{
+		{"500", func(s *protoServer) { s.refreshStatus.Store(500) }, 500},
+		{"502", func(s *protoServer) { s.refreshStatus.Store(502) }, 502},
+		{"429", func(s *protoServer) { s.refreshStatus.Store(429) }, 429},
+		{"malformed JSON", func(s *protoServer) { b := `{"accessToken": "x"`; s.refreshBody.Store(&b) }, 200},
+		{"not JSON", func(s *protoServer) { b := `<html>maintenance</html>`; s.refreshBody.Store(&b) }, 200},
+		{"no access token", func(s *protoServer) { b := `{"refreshToken": "r"}`; s.refreshBody.Store(&b) }, 200},
+		{"oversized", func(s *protoServer) {
+			b := `{"accessToken": "` + strings.Repeat("x", 2<<20) + `"}`
+			s.refreshBody.Store(&b)
+		}, 200},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := newProtoServer(t)
+			stale := srv.stale()
+			tr, store := srv.transport(stale)
+			c := NewClient(nil, tr)
+			tt.breakIt(srv)
+			_, err := c.Get(srv.URL + "/api/x")
+			var re *RefreshError
+			if !errors.As(err, &re) || re.StatusCode != tt.wantStatus {
+				t.Fatalf("error = %v; want a *RefreshError with status %d", err, tt.wantStatus)
+			}
+			if errors.Is(err, ErrSessionExpired) {
+				t.Error("a transient failure ended the session")
+			}
+			if saved, _ := store.Load(context.Background()); saved != stale {
+				t.Error("a transient failure changed the store")
+			}
+			// The server recovers; so does the next request.
+			srv.refreshStatus.Store(0)
+			srv.refreshBody.Store(nil)
+			if code, _ := get(t, c, srv.URL+"/api/x"); code != 200 {
+				t.Errorf("status after recovery = %d; want 200", code)
+			}
+		})
+	}
+}
+
+func TestRefreshNetworkError(t *testing.T) {
+	srv := newProtoServer(t)
+	dead := httptest.NewServer(http.NotFoundHandler())
+	dead.Close()
+	stale := srv.stale()
+	store := NewMemoryStore(stale)
+	ep := &Endpoint{URL: dead.URL + "/auth/refreshtoken"}
+	tr := &Transport{Store: store, Refresher: ep}
+	_, err := NewClient(nil, tr).Get(srv.URL + "/api/x")
+	var re *RefreshError
+	if !errors.As(err, &re) || re.StatusCode != 0 || errors.Is(err, ErrSessionExpired) {
+		t.Fatalf("error = %v; want a transient *RefreshError without status", err)
+	}
+	ep.URL = srv.URL + "/auth/refreshtoken" // the endpoint is back
+	if code, _ := get(t, NewClient(nil, tr), srv.URL+"/api/x"); code != 200 {
+		t.Errorf("status after recovery = %d; want 200", code)
+	}
+}
+
+func TestRefreshIsNotSentThroughTheTransport(t *testing.T) {
+	srv := newProtoServer(t)
+	ep := &Endpoint{URL: srv.URL + "/auth/refreshtoken"}
+	tr := &Transport{Store: NewMemoryStore(srv.stale()), Refresher: ep}
+	c := NewClient(nil, tr)
+	ep.Base = c.Transport // a misconfiguration that must not recurse
+	srv.refreshStatus.Store(403)
+	done := make(chan error)
+	go func() {
+		_, err := c.Get(srv.URL + "/api/x")
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if !errors.Is(err, ErrSessionExpired) {
+			t.Errorf("error = %v; want ErrSessionExpired", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("request did not return: the refresh recursed")
+	}
+	if n := srv.refreshCalls.Load(); n != 1 {
+		t.Errorf("refresh calls = %d; want 1", n)
+	}
+}
+
+func TestTokensStayOnTheirHost(t *testing.T) {
+	var leaked atomic.Int64
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		for k := range r.Header {
+			if strings.EqualFold(k, "accessToken") || strings.EqualFold(k, "refreshToken") || k == "Authorization" {
+				leaked.Add(1)
+			}
+		}
+	}))
+	defer other.Close()
+	srv := newProtoServer(t)
+	h := srv.Config.Handler
+	srv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/away":
+			http.Redirect(w, r, other.URL+"/x", http.StatusFound)
+		case "/home":
+			http.Redirect(w, r, "/api/home", http.StatusFound)
+		case "/bounce":
+			http.Redirect(w, r, other.URL+"/x", http.StatusTemporaryRedirect)
+		default:
+			h.ServeHTTP(w, r)
+		}
+	})
+	tok := srv.issue()
+	for _, scheme := range []HeaderScheme{DefaultScheme, BearerScheme} {
+		tr := &Transport{Store: NewMemoryStore(tok), Scheme: scheme}
+		c := NewClient(nil, tr)
+		get(t, c, srv.URL+"/away")
+		req, _ := http.NewRequest("POST", srv.URL+"/bounce", strings.NewReader("x"))
+		if resp, err := c.Do(req); err == nil {
+			resp.Body.Close()
+		}
+		if n := leaked.Load(); n != 0 {
+			t.Errorf("scheme %q: another host got %d token headers; want 0", scheme.AccessHeader, n)
+		}
+	}
+	// A redirect to the same host keeps them.
+	tr := &Transport{Store: NewMemoryStore(tok)}
+	if code, body := get(t, NewClient(nil, tr), srv.URL+"/home"); code != 200 || body != "GET /api/home " {
+		t.Errorf("same-host redirect got %d %q; want 200", code, body)
+	}
+	// Requests straight to a host outside the allow-list get nothing.
+	tr = &Transport{Store: NewMemoryStore(tok), Hosts: []string{"api.example.com", srv.Listener.Addr().String()}}
+	get(t, NewClient(nil, tr), other.URL+"/x")
+	if n := leaked.Load(); n != 0 {
+		t.Errorf("a host outside Hosts got %d token headers; want 0", n)
+	}
+	if code, _ := get(t, NewClient(nil, tr), srv.URL+"/api/x"); code != 200 {
+		t.Errorf("listed host got %d; want 200", code)
+	}
+}
+
+func TestHostAllowed(t *testing.T) {
+	hosts := []string{"api.example.com", "auth.example.com:8443", "[::1]:9000", "127.0.0.1"}
+	tests := []struct {
+		host, port string
+		want       bool
+	}{
+		{"api.example.com", "443", true},
+		{"API.example.com", "8080", true},
+		{"auth.example.com", "8443", true},
+		{"auth.example.com", "443", false},
+		{"evil.api.example.com", "443", false},
+		{"example.com", "443", false},
+		{"::1", "9000", true},
+		{"::1", "9001", false},
+		{"127.0.0.1", "1234", true},
+	}
+	for _, tt := range tests {
+		if got := hostAllowed(hosts, tt.host, tt.port); got != tt.want {
+			t.Errorf("hostAllowed(%s, %s) = %v; want %v", tt.host, tt.port, got, tt.want)
+		}
+	}
+}
+
+func TestSecretsAreRedacted(t *testing.T) {
+	tok := Tokens{AccessToken: "SECRET-ACCESS", RefreshToken: "SECRET-REFRESH", Expiry: time.Unix(1e9, 0)}
+	var logs bytes.Buffer
+	outputs := []string{
+		fmt.Sprint(tok), fmt.Sprintf("%v %+v %#v %s %q %x", tok, tok, tok, tok, tok, tok),
+		fmt.Sprintf("%+v %#v", &tok, struct{ T Tokens }{tok}), tok.String(), tok.GoString(),
+	}
+	slog.New(slog.NewJSONHandler(&logs, nil)).Info("tokens", "t", tok)
+	slog.New(slog.NewTextHandler(&logs, nil)).Info("tokens", "t", tok, "p", &tok)
+
+	// A refresh endpoint that echoes the refresh token in its error body,
+	// with a debug logger on the transport.
+	srv := newProtoServer(t)
+	stale := srv.stale()
+	stale.RefreshToken = "SECRET-REFRESH"
+	srv.mu.Lock()
+	srv.refresh["SECRET-REFRESH"] = false
+	srv.mu.Unlock()
+	for _, code := range []int64{500, 401} {
+		srv.refreshStatus.Store(code)
+		tr, _ := srv.transport(stale)
+		tr.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		tr.OnRefresh = func(e RefreshEvent) { outputs = append(outputs, fmt.Sprintf("%+v", e)) }
+		_, err := NewClient(nil, tr).Get(srv.URL + "/api/x")
+		if err == nil {
+			t.Fatal("want an error")
+		}
+		outputs = append(outputs, err.Error(), fmt.Sprintf("%+v", err))
+	}
+	outputs = append(outputs, logs.String())
+	for _, out := range outputs {
+		if strings.Contains(out, "SECRET") || strings.Contains(out, stale.AccessToken) {
+			t.Errorf("output shows a token: %s", out)
+		}
+	}
+	if !strings.Contains(outputs[0], "[redacted]") {
+		t.Errorf("fmt.Sprint(tokens) = %s; want [redacted] in place of the tokens", outputs[0])
+	}
+	// JSON still carries the values, for stores.
+	if b, _ := json.Marshal(tok); !strings.Contains(string(b), "SECRET-ACCESS") {
+		t.Errorf("json.Marshal(tokens) = %s; want the token values", b)
+	}
+}
+
+func TestNewClient(t *testing.T) {
+	srv := newProtoServer(t)
+	before := *http.DefaultClient
+	tr, _ := srv.transport(srv.stale())
+	c := NewClient(http.DefaultClient, tr)
+	if c == http.DefaultClient {
+		t.Fatal("NewClient returned http.DefaultClient itself")
+	}
+	if code, _ := get(t, c, srv.URL+"/api/x"); code != 200 {
+		t.Errorf("status = %d; want 200", code)
+	}
+	if http.DefaultClient.Transport != before.Transport || http.DefaultClient.Timeout != before.Timeout ||
+		http.DefaultClient.Jar != before.Jar {
+		t.Error("http.DefaultClient was modified")
+	}
+	// The copy keeps the base client's settings and sends through its transport.
+	var viaBase atomic.Int64
+	base := &http.Client{Timeout: 7 * time.Second, Transport: roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		viaBase.Add(1)
+		return http.DefaultTransport.RoundTrip(r)
+	})}
+	c = NewClient(base, &Transport{Store: NewMemoryStore(srv.issue())})
+	if c.Timeout != 7*time.Second {
+		t.Errorf("Timeout = %v; want the base client's 7s", c.Timeout)
+	}
+	if code, _ := get(t, c, srv.URL+"/api/x"); code != 200 || viaBase.Load() != 1 {
+		t.Errorf("got %d with %d requests through the base transport; want 200 and 1", code, viaBase.Load())
+	}
+	if _, ok := base.Transport.(roundTripFunc); !ok {
+		t.Error("base client's Transport was replaced")
+	}
+}
+
+func TestTransportWithoutStore(t *testing.T) {
+	srv := newProtoServer(t)
+	_, err := NewClient(nil, &Transport{}).Get(srv.URL + "/api/x")
+	if err == nil || !strings.Contains(err.Error(), "Store") {
+		t.Errorf("error = %v; want one that names the missing Store", err)
 	}
 }
