@@ -465,9 +465,15 @@ func (t *Transport) sendsTokens(req *http.Request) bool {
 		first = first.Response.Request
 	}
 	from, to := first.URL, req.URL
-	return (strings.EqualFold(from.Scheme, to.Scheme) || strings.EqualFold(to.Scheme, "https")) &&
-		strings.EqualFold(from.Hostname(), to.Hostname()) &&
-		port(from.Scheme, from.Port()) == port(to.Scheme, to.Port())
+	if !strings.EqualFold(from.Hostname(), to.Hostname()) {
+		return false
+	}
+	if strings.EqualFold(from.Scheme, to.Scheme) {
+		return port(from.Scheme, from.Port()) == port(to.Scheme, to.Port())
+	}
+	// An upgrade from http to https on the default ports.
+	return strings.EqualFold(to.Scheme, "https") &&
+		port(from.Scheme, from.Port()) == "80" && port(to.Scheme, to.Port()) == "443"
 }
 
 func hostAllowed(hosts []string, host, port string) bool {

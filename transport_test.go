@@ -354,6 +354,7 @@ func TestRejectedResponseIsDrainedAndClosed(t *testing.T) {
 }
 
 func TestConcurrent403sShareOneRefresh(t *testing.T) {
+	checkGoroutines(t)
 	srv := newProtoServer(t)
 	srv.refreshGate = make(chan struct{})
 	tr, _ := srv.transport(srv.stale())
@@ -440,6 +441,7 @@ func TestLate403ReplaysWithCurrentToken(t *testing.T) {
 }
 
 func TestRefreshOutlivesCallerContext(t *testing.T) {
+	checkGoroutines(t)
 	srv := newProtoServer(t)
 	srv.refreshGate = make(chan struct{})
 	tr, store := srv.transport(srv.stale())
@@ -483,6 +485,7 @@ func TestRefreshOutlivesCallerContext(t *testing.T) {
 }
 
 func TestRefreshTimeout(t *testing.T) {
+	checkGoroutines(t)
 	srv := newProtoServer(t)
 	srv.refreshGate = make(chan struct{})
 	defer close(srv.refreshGate)
@@ -651,6 +654,7 @@ func TestRefreshAheadFailure(t *testing.T) {
 type noGetBody struct{ io.Reader }
 
 func TestReplayBody(t *testing.T) {
+	checkGoroutines(t)
 	small := strings.Repeat("a little body. ", 100)
 	big := strings.Repeat("0123456789abcdef", 128<<10) // 2 MiB
 	tests := []struct {
@@ -731,6 +735,7 @@ func readAll(r io.Reader) []byte {
 }
 
 func TestRefreshRejectedEndsSession(t *testing.T) {
+	checkGoroutines(t)
 	srv := newProtoServer(t)
 	srv.refreshStatus.Store(401)
 	srv.refreshGate = make(chan struct{})
@@ -1082,5 +1087,51 @@ func TestTransportWithoutStore(t *testing.T) {
 	_, err := NewClient(nil, &Transport{}).Get(srv.URL + "/api/x")
 	if err == nil || !strings.Contains(err.Error(), "Store") {
 		t.Errorf("error = %v; want one that names the missing Store", err)
+	}
+}
+
+func TestRedirectTokenPolicy(t *testing.T) {
+	tests := []struct {
+		from, to string
+		hosts    []string
+		want     bool // tokens sent to the redirect target
+	}{
+		{"https://api.example.com/r", "https://api.example.com/x", nil, true},
+		{"https://api.example.com/r", "https://API.example.com:443/x", nil, true},
+		{"http://api.example.com/r", "https://api.example.com/x", nil, true}, // upgrade
+		{"https://api.example.com/r", "http://api.example.com/x", nil, false}, // downgrade
+		{"https://api.example.com/r", "https://sub.api.example.com/x", nil, false},
+		{"https://sub.api.example.com/r", "https://api.example.com/x", nil, false},
+		{"https://api.example.com/r", "https://api.example.com:8443/x", nil, false},
+		{"https://api.example.com/r", "https://evil.example.net/x", nil, false},
+		{"https://api.example.com/r", "https://api.example.com.evil.net/x", nil, false},
+		{"https://api.example.com/r", "https://api.example.com/x", []string{"api.example.com"}, true},
+		{"https://api.example.com/r", "https://other.example.com/x", []string{"api.example.com", "other.example.com"}, false},
+	}
+	for _, tt := range tests {
+		name := tt.from + " -> " + tt.to
+		if tt.hosts != nil {
+			name += " with Hosts"
+		}
+		t.Run(name, func(t *testing.T) {
+			var sent []bool
+			base := roundTripFunc(func(r *http.Request) (*http.Response, error) {
+				if r.URL.Path == "/r" {
+					return &http.Response{StatusCode: 302, Header: http.Header{"Location": {tt.to}}, Body: http.NoBody, Request: r}, nil
+				}
+				_, ok := r.Header["accessToken"]
+				sent = append(sent, ok)
+				return &http.Response{StatusCode: 200, Body: http.NoBody, Request: r}, nil
+			})
+			tr := &Transport{Base: base, Store: NewMemoryStore(Tokens{AccessToken: "a", RefreshToken: "r"}), Hosts: tt.hosts}
+			resp, err := NewClient(nil, tr).Get(tt.from)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if len(sent) != 1 || sent[0] != tt.want {
+				t.Errorf("tokens sent to the target = %v; want [%v]", sent, tt.want)
+			}
+		})
 	}
 }
