@@ -453,6 +453,7 @@ func TestResumeCancelledKeepsTokens(t *testing.T) {
 // Many goroutines resume and send requests at once with a stale access
 // token: the single-use refresh token is spent exactly once.
 func TestConcurrentResumeSharesOneRefresh(t *testing.T) {
+	checkGoroutines(t)
 	srv := newSessionServer(t)
 	tr, store := srv.transport(srv.stale())
 	c := &http.Client{Transport: tr}
