@@ -23,9 +23,13 @@ func TestExpiresAt(t *testing.T) {
 		// {"alg":"none"} . {"exp":"soon"} . -- exp of the wrong type
 		{"bad exp type", Tokens{AccessToken: "eyJhbGciOiJub25lIn0.eyJleHAiOiJzb29uIn0."}, time.Time{}},
 		// {"alg":"none"} . {"exp":1700000000.5}: unsigned tokens are read
-		// too; jwt/v5 truncates to whole seconds, which errs early.
+		// too, and fractions of a second are kept.
 		{"fractional exp", Tokens{AccessToken: "eyJhbGciOiJub25lIn0.eyJleHAiOjE3MDAwMDAwMDAuNX0."},
-			time.Unix(1700000000, 0)},
+			time.Unix(1700000000, 5e8)},
+		// {"alg":"none"} . {"exp":1e300}
+		{"exp out of range", Tokens{AccessToken: "eyJhbGciOiJub25lIn0.eyJleHAiOjFlMzAwfQ."}, time.Time{}},
+		// {"alg":"none"} . {"exp":-1}
+		{"negative exp", Tokens{AccessToken: "eyJhbGciOiJub25lIn0.eyJleHAiOi0xfQ."}, time.Time{}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -1098,7 +1098,7 @@ func TestRedirectTokenPolicy(t *testing.T) {
 	}{
 		{"https://api.example.com/r", "https://api.example.com/x", nil, true},
 		{"https://api.example.com/r", "https://API.example.com:443/x", nil, true},
-		{"http://api.example.com/r", "https://api.example.com/x", nil, true}, // upgrade
+		{"http://api.example.com/r", "https://api.example.com/x", nil, true},  // upgrade
 		{"https://api.example.com/r", "http://api.example.com/x", nil, false}, // downgrade
 		{"https://api.example.com/r", "https://sub.api.example.com/x", nil, false},
 		{"https://sub.api.example.com/r", "https://api.example.com/x", nil, false},
