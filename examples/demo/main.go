@@ -260,7 +260,7 @@ func (s summary) print(out io.Writer, lifetime time.Duration) {
 	fmt.Fprintf(out, "  requests             %8d  (%.0f/s)\n", s.requests, float64(s.requests)/secs)
 	fmt.Fprintf(out, "  failed               %8d\n", s.failed)
 	fmt.Fprintf(out, "  refreshes            %8d  (server: %d, refresh token reuses: %d)\n", s.refreshes, s.serverRefreshes, s.reuses)
-	fmt.Fprintf(out, "  proactive refreshes  %8d  (made ahead of a request, as the token expired)\n", s.proactive)
+	fmt.Fprintf(out, "  proactive refreshes  %8d  (started by a request that found the token expired)\n", s.proactive)
 	fmt.Fprintf(out, "  failed refreshes     %8d\n", s.refreshFailures)
 	fmt.Fprintf(out, "  403s seen            %8d\n", s.forbidden)
 	fmt.Fprintf(out, "  replays              %8d\n", s.replays)

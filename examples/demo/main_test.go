@@ -11,7 +11,7 @@ import (
 // on the machine's speed: a slow machine makes fewer requests and at most
 // as many refreshes.
 func TestRun(t *testing.T) {
-	cfg := config{duration: 2500 * time.Millisecond, workers: 8, lifetime: time.Second, progress: 500 * time.Millisecond}
+	cfg := config{duration: 1500 * time.Millisecond, workers: 8, lifetime: 500 * time.Millisecond, progress: 250 * time.Millisecond}
 	var out bytes.Buffer
 	sum, err := run(t.Context(), cfg, &out)
 	if err != nil {
