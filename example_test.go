@@ -41,8 +41,9 @@ func ExampleNewClient() {
 	// refreshes: 1
 }
 
-// Send the access token as "Authorization: Bearer" (RFC 6750). Servers that
-// use it answer a refused token with 401, so ShouldRefresh says so.
+// Send the access token as "Authorization: Bearer" (RFC 6750). With that
+// scheme a refused token is a 401, which the default ShouldRefresh policy
+// then expects.
 func ExampleHeaderScheme() {
 	srv := autorefreshtest.NewServer(autorefreshtest.Options{})
 	defer srv.Close()
@@ -52,9 +53,6 @@ func ExampleHeaderScheme() {
 	tr := &autorefresh.Transport{
 		Store:  autorefresh.NewMemoryStore(tok),
 		Scheme: autorefresh.BearerScheme,
-		ShouldRefresh: func(resp *http.Response) bool {
-			return resp.StatusCode == http.StatusUnauthorized
-		},
 		Refresher: &autorefresh.Endpoint{
 			URL:    srv.URL + "/auth/refreshtoken",
 			Scheme: autorefresh.BearerScheme, // the refresh token goes in "refreshToken"

@@ -114,10 +114,12 @@ func (t *Transport) Login(ctx context.Context, loginURL string, creds any) error
 // tokens are stored. When the session is over, the tokens are cleared and
 // the *SessionError returned wraps ErrSessionExpired. A session is over
 // when the refresh token is rejected, or when checkURL refuses the tokens
-// (401, 403 or whatever t.ShouldRefresh accepts) even after a refresh, or
-// at once if t.Refresher is nil. Any other failure (the network, a 5xx, a
-// refresh endpoint that is down) returns a *SessionError and keeps the
-// tokens: the session may well be good once the server is reachable again.
+// even after a refresh (or at once if t.Refresher is nil): it answers what
+// t.ShouldRefresh accepts, or 401 or 403 without an RFC 6750 error code
+// that says otherwise (insufficient_scope, invalid_request). Any other
+// failure (the network, a 5xx, a refresh endpoint that is down) returns a
+// *SessionError and keeps the tokens: the session may well be good once
+// the server is reachable again.
 //
 // checkURL must be https, or http to a loopback host, and a host that
 // t.Hosts (if set) lets the tokens go to. Its response body is discarded.
@@ -141,7 +143,7 @@ func (t *Transport) Resume(ctx context.Context, checkURL string) error {
 	req.Header.Set("Accept", "application/json")
 
 	resp, err := t.RoundTrip(req)
-	if err == nil && refused(resp.StatusCode) && !t.shouldRefresh(resp) && t.Refresher != nil {
+	if err == nil && t.refused(resp) && !t.shouldRefresh(resp) && t.Refresher != nil {
 		// The Transport did not take the answer for a refusal (ShouldRefresh
 		// does not cover it), so it did not refresh: do that here, once,
 		// rather than end a session that a refresh may save.
@@ -160,7 +162,7 @@ func (t *Transport) Resume(ctx context.Context, checkURL string) error {
 	switch code := resp.StatusCode; {
 	case code >= 200 && code <= 299:
 		return nil
-	case refused(code) || t.shouldRefresh(resp):
+	case t.refused(resp):
 		// Refused after a refresh, or with no way to refresh.
 		if err := t.ClearTokens(ctx); err != nil {
 			return &SessionError{Op: "resume", StatusCode: code,
@@ -172,9 +174,22 @@ func (t *Transport) Resume(ctx context.Context, checkURL string) error {
 	}
 }
 
-// refused reports whether a check endpoint's status refuses the tokens.
-func refused(code int) bool {
-	return code == http.StatusUnauthorized || code == http.StatusForbidden
+// refused reports whether a check endpoint's answer refuses the tokens:
+// ShouldRefresh accepts it, or it is a 401 or 403 that does not say the
+// token is good but not sufficient, or the request malformed (the RFC 6750
+// error codes insufficient_scope and invalid_request).
+func (t *Transport) refused(resp *http.Response) bool {
+	if t.shouldRefresh(resp) {
+		return true
+	}
+	if resp.StatusCode != http.StatusUnauthorized && resp.StatusCode != http.StatusForbidden {
+		return false
+	}
+	switch bearerError(resp.Header) {
+	case "insufficient_scope", "invalid_request":
+		return false
+	}
+	return true
 }
 
 // Logout ends the session: it clears the tokens from the store and from

@@ -29,6 +29,7 @@ type sessionServer struct {
 	loginBody    atomic.Pointer[string] // set: login answers 200 with this body
 	checkStatus  atomic.Int64           // non-zero: check answers this status
 	checkRefusal atomic.Int64           // non-zero: check refuses tokens with this status, not 403
+	checkError   atomic.Pointer[string] // set: check answers with this Bearer error code
 
 	logins, checks atomic.Int64
 	loginHeaders   atomic.Pointer[http.Header]
@@ -74,6 +75,9 @@ func (s *sessionServer) serveLogin(w http.ResponseWriter, r *http.Request) {
 
 func (s *sessionServer) serveCheck(w http.ResponseWriter, r *http.Request) {
 	s.checks.Add(1)
+	if e := s.checkError.Load(); e != nil {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="test", error="`+*e+`"`)
+	}
 	if code := s.checkStatus.Load(); code != 0 {
 		http.Error(w, "check answers "+r.Header.Get("accessToken"), int(code))
 		return
@@ -330,6 +334,24 @@ func TestResume(t *testing.T) {
 				tr.ShouldRefresh = func(r *http.Response) bool { return r.StatusCode == 419 }
 			},
 			want: expired, wantStatus: 419, wantRefresh: 1, checks: 2},
+		{name: "check answers 403 insufficient_scope", tokens: (*sessionServer).issue,
+			setup: func(s *sessionServer, _ *Transport) {
+				s.checkStatus.Store(403)
+				s.checkError.Store(ptr("insufficient_scope"))
+			},
+			want: transient, wantStatus: 403, checks: 1},
+		{name: "check answers 401 invalid_request", tokens: (*sessionServer).issue,
+			setup: func(s *sessionServer, _ *Transport) {
+				s.checkStatus.Store(401)
+				s.checkError.Store(ptr("invalid_request"))
+			},
+			want: transient, wantStatus: 401, checks: 1},
+		{name: "check answers 401 invalid_token", tokens: (*sessionServer).stale,
+			setup: func(s *sessionServer, _ *Transport) {
+				s.checkRefusal.Store(401)
+				s.checkError.Store(ptr("invalid_token"))
+			},
+			want: ok, wantRefresh: 1, checks: 2},
 		{name: "check answers 500", tokens: (*sessionServer).issue,
 			setup: func(s *sessionServer, _ *Transport) { s.checkStatus.Store(500) },
 			want:  transient, wantStatus: 500, checks: 1},
@@ -407,6 +429,8 @@ func TestResume(t *testing.T) {
 		})
 	}
 }
+
+func ptr[T any](v T) *T { return &v }
 
 func TestResumeRefreshFailureIsRefreshError(t *testing.T) {
 	srv := newSessionServer(t)
