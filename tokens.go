@@ -1,8 +1,10 @@
 package autorefresh
 
 import (
+	"encoding/json"
 	"fmt"
 	"log/slog"
+	"math"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -45,22 +47,37 @@ func (t Tokens) ExpiresAt() time.Time {
 const maxJWTLen = 64 << 10
 
 // jwtTimes returns the "exp" and "iat" claims of a JWT without verifying it.
-// Either is zero when it is missing or token is not a JWT.
+// Either is zero when it is missing, out of range, or token is not a JWT.
+// Fractional seconds are kept to the millisecond (jwt/v5's own claim types
+// round them down to whole seconds).
 func jwtTimes(token string) (exp, iat time.Time) {
 	if token == "" || len(token) > maxJWTLen {
 		return time.Time{}, time.Time{}
 	}
-	var claims jwt.RegisteredClaims
-	if _, _, err := jwt.NewParser().ParseUnverified(token, &claims); err != nil {
+	claims := jwt.MapClaims{}
+	if _, _, err := jwtParser.ParseUnverified(token, claims); err != nil {
 		return time.Time{}, time.Time{}
 	}
-	if claims.ExpiresAt != nil {
-		exp = claims.ExpiresAt.Time
+	return numericDate(claims["exp"]), numericDate(claims["iat"])
+}
+
+var jwtParser = jwt.NewParser(jwt.WithJSONNumber())
+
+// maxNumericDate is the start of the year 10000, past which a NumericDate
+// is taken as garbage.
+const maxNumericDate = 253402300800
+
+// numericDate converts a JSON NumericDate (RFC 7519 section 2) to a time.
+func numericDate(v any) time.Time {
+	n, ok := v.(json.Number)
+	if !ok {
+		return time.Time{}
 	}
-	if claims.IssuedAt != nil {
-		iat = claims.IssuedAt.Time
+	f, err := n.Float64()
+	if err != nil || !(f >= 0 && f < maxNumericDate) {
+		return time.Time{}
 	}
-	return exp, iat
+	return time.UnixMilli(int64(math.Round(f * 1000))).UTC()
 }
 
 const redacted = "[redacted]"

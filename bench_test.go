@@ -1,0 +1,66 @@
+package autorefresh
+
+import (
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+)
+
+// BenchmarkRoundTrip compares the steady-state cost of a request through a
+// Transport holding a good token with the bare base transport, over an
+// in-memory base (the Transport's own overhead) and over a loopback server.
+func BenchmarkRoundTrip(b *testing.B) {
+	ok := &http.Response{StatusCode: 200, Body: http.NoBody}
+	memory := roundTripFunc(func(*http.Request) (*http.Response, error) { return ok, nil })
+
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	defer srv.Close()
+	loopback := &http.Transport{MaxIdleConnsPerHost: 64}
+	defer loopback.CloseIdleConnections()
+
+	// A JWT that expires in an hour, so the expiry check runs on each request.
+	tok := Tokens{AccessToken: testJWT(b, time.Now().Add(time.Hour)), RefreshToken: "refresh-token"}
+	for _, base := range []struct {
+		name string
+		rt   http.RoundTripper
+	}{{"memory", memory}, {"loopback", loopback}} {
+		req, _ := http.NewRequest("GET", srv.URL+"/api/x", nil)
+		req.Header.Set("Accept", "application/json")
+		auth := &Transport{Base: base.rt, Store: NewMemoryStore(tok), Refresher: &Endpoint{URL: srv.URL}}
+		for _, rt := range []struct {
+			name string
+			rt   http.RoundTripper
+		}{{"bare", base.rt}, {"autorefresh", auth}} {
+			b.Run(base.name+"/"+rt.name+"/serial", func(b *testing.B) {
+				b.ReportAllocs()
+				for b.Loop() {
+					roundTrip(b, rt.rt, req)
+				}
+			})
+			b.Run(base.name+"/"+rt.name+"/parallel", func(b *testing.B) {
+				b.ReportAllocs()
+				b.RunParallel(func(pb *testing.PB) {
+					for pb.Next() {
+						roundTrip(b, rt.rt, req)
+					}
+				})
+			})
+		}
+		if n := auth.Stats().Refreshes; n != 0 {
+			b.Fatalf("refreshes = %d; want 0 in steady state", n)
+		}
+	}
+}
+
+func roundTrip(b *testing.B, rt http.RoundTripper, req *http.Request) {
+	resp, err := rt.RoundTrip(req)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if resp.Body != http.NoBody {
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+}

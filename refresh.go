@@ -1,0 +1,371 @@
+package autorefresh
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// A Refresher exchanges the current tokens for new ones.
+//
+// A Refresher reports that the refresh token was rejected, so that the
+// session is over, by returning an error that wraps ErrSessionExpired; the
+// Transport then clears its store. Any other error is taken as transient and
+// the tokens are kept. A returned Tokens without a RefreshToken keeps the
+// current one.
+type Refresher interface {
+	Refresh(ctx context.Context, current Tokens) (Tokens, error)
+}
+
+// RefreshFunc is a function that implements Refresher.
+type RefreshFunc func(ctx context.Context, current Tokens) (Tokens, error)
+
+// Refresh calls f(ctx, current).
+func (f RefreshFunc) Refresh(ctx context.Context, current Tokens) (Tokens, error) {
+	return f(ctx, current)
+}
+
+// RefreshEvent describes a refresh attempt, for Transport.OnRefresh. It
+// holds no token values.
+type RefreshEvent struct {
+	// Proactive is true for a refresh made ahead of expiry, false for one
+	// made because a request was refused.
+	Proactive bool
+
+	// OldExpiry and NewExpiry are the access tokens' expiries, zero when
+	// unknown.
+	OldExpiry, NewExpiry time.Time
+
+	// Duration is how long the attempt took.
+	Duration time.Duration
+
+	// Err is nil on success. SessionEnded reports whether it ended the
+	// session (the store was cleared).
+	Err          error
+	SessionEnded bool
+
+	// Adopted is true when the Store's lock showed that another process
+	// had already refreshed, and its tokens were used.
+	Adopted bool
+
+	// StoreErr, if not nil, is the error of saving (or, when the session
+	// ended, clearing) the store. The new tokens are used in memory even
+	// when saving them failed.
+	StoreErr error
+}
+
+// refreshAhead refreshes s, which is due or expired at now, before a
+// request is sent with it. A transient failure is not fatal while s has
+// not expired: the request goes out with s.
+func (t *Transport) refreshAhead(ctx context.Context, s *session, now time.Time) (*session, error) {
+	if t.Refresher == nil {
+		return s, nil
+	}
+	ns, err := t.renew(ctx, s, true)
+	switch {
+	case err == nil:
+		return ns, nil
+	case errors.Is(err, ErrSessionExpired), ctx.Err() != nil, !now.Before(s.expiry):
+		return nil, err
+	}
+	return s, nil
+}
+
+func (t *Transport) refreshTimeout() time.Duration {
+	if t.RefreshTimeout > 0 {
+		return t.RefreshTimeout
+	}
+	return DefaultRefreshTimeout
+}
+
+// renew returns the session that replaces stale, refreshing stale unless
+// that was done already. All callers share one refresh at a time, which
+// runs to completion even when they give up waiting on their contexts.
+func (t *Transport) renew(ctx context.Context, stale *session, proactive bool) (*session, error) {
+	if cur := t.state.Load(); cur != stale {
+		return cur, cur.err
+	}
+	if t.Refresher == nil {
+		return nil, errors.New("autorefresh: Transport.Refresher is nil")
+	}
+	t.stats.waits.Add(1)
+	ch := t.flight.DoChan("refresh", func() (any, error) {
+		return t.refresh(ctx, stale, proactive)
+	})
+	select {
+	case r := <-ch:
+		if r.Err != nil {
+			return nil, r.Err
+		}
+		return r.Val.(*session), nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// refresh replaces stale with new tokens. It runs in the single flight, so
+// at most one refresh per Transport runs at a time.
+func (t *Transport) refresh(ctx context.Context, stale *session, proactive bool) (*session, error) {
+	if cur := t.state.Load(); cur != stale {
+		return cur, cur.err
+	}
+	ctx = context.WithValue(context.WithoutCancel(ctx), refreshKey{}, true)
+	ctx, cancel := context.WithTimeout(ctx, t.refreshTimeout())
+	defer cancel()
+
+	start := time.Now()
+	ev := RefreshEvent{Proactive: proactive, OldExpiry: stale.expiry}
+	if proactive {
+		t.stats.proactive.Add(1)
+	}
+	t.log(ctx, "autorefresh: refreshing tokens", slog.Bool("proactive", proactive), slog.Time("oldExpiry", stale.expiry))
+	ns, err := t.exchange(ctx, stale, &ev)
+	ev.Duration = time.Since(start)
+	ev.Err = err
+	if err != nil {
+		t.stats.failures.Add(1)
+		t.log(ctx, "autorefresh: refresh failed", slog.Duration("took", ev.Duration),
+			slog.Bool("sessionEnded", ev.SessionEnded), slog.String("error", err.Error()))
+	} else {
+		t.stats.refreshes.Add(1)
+		ev.NewExpiry = ns.expiry
+		t.log(ctx, "autorefresh: refreshed tokens", slog.Duration("took", ev.Duration),
+			slog.Bool("adopted", ev.Adopted), slog.Time("newExpiry", ns.expiry))
+	}
+	if ev.StoreErr != nil {
+		t.log(ctx, "autorefresh: store failed", slog.String("error", ev.StoreErr.Error()))
+	}
+	if t.OnRefresh != nil {
+		t.OnRefresh(ev)
+	}
+	return ns, err
+}
+
+// exchange does the work of refresh and records what happened in ev.
+func (t *Transport) exchange(ctx context.Context, stale *session, ev *RefreshEvent) (*session, error) {
+	if l, ok := t.Store.(Locker); ok {
+		unlock, err := l.Lock(ctx)
+		if err != nil {
+			return nil, &RefreshError{Err: fmt.Errorf("autorefresh: lock store: %w", err)}
+		}
+		defer unlock()
+		stored, err := t.Store.Load(ctx)
+		switch {
+		case errors.Is(err, ErrNoTokens):
+			// Another holder of the store ended the session.
+			ev.SessionEnded = true
+			return t.end(stale, &RefreshError{Err: fmt.Errorf("%w: tokens were removed from the store", ErrSessionExpired)})
+		case err != nil:
+			return nil, &RefreshError{Err: fmt.Errorf("autorefresh: load tokens: %w", err)}
+		case stored.AccessToken != stale.tokens.AccessToken:
+			ev.Adopted = true
+			return t.replace(stale, t.newSession(stored))
+		}
+	}
+
+	tok, err := t.Refresher.Refresh(ctx, stale.tokens)
+	if err == nil && tok.AccessToken == "" {
+		err = errNoAccessToken
+	}
+	if err != nil {
+		if re := (*RefreshError)(nil); !errors.As(err, &re) {
+			err = &RefreshError{Err: err}
+		}
+		if errors.Is(err, ErrSessionExpired) {
+			ev.SessionEnded = true
+			ev.StoreErr = t.Store.Clear(ctx)
+			return t.end(stale, err)
+		}
+		return nil, err
+	}
+	if tok.RefreshToken == "" {
+		tok.RefreshToken = stale.tokens.RefreshToken
+	}
+	ev.StoreErr = t.Store.Save(ctx, tok)
+	return t.replace(stale, t.newSession(tok))
+}
+
+// replace makes s the current session unless stale was replaced meanwhile
+// (by SetTokens or ClearTokens), and returns the current session.
+func (t *Transport) replace(stale, s *session) (*session, error) {
+	if t.state.CompareAndSwap(stale, s) {
+		return s, s.err
+	}
+	cur := t.state.Load()
+	return cur, cur.err
+}
+
+// end replaces stale with an empty session that remembers why it ended.
+func (t *Transport) end(stale *session, err error) (*session, error) {
+	s := t.newSession(Tokens{})
+	s.err = err
+	t.replace(stale, s)
+	return s, err
+}
+
+// DefaultMaxResponseBytes is the largest refresh response read when no
+// other limit is set.
+const DefaultMaxResponseBytes = 1 << 20
+
+// Endpoint is a Refresher for the header protocol of many single-page apps:
+// it sends the current tokens in the accessToken and refreshToken headers to
+// URL and reads a JSON answer {"accessToken": "...", "refreshToken": "..."}
+// (an optional "expiry" in RFC 3339 is read too).
+//
+// A 400, 401 or 403 answer means the refresh token was rejected and yields
+// an error wrapping ErrSessionExpired. Any other failure (network error,
+// timeout, redirect, other status, malformed or oversized JSON, a response
+// without an access token) is returned as a transient *RefreshError.
+//
+// Only URL needs to be set. An Endpoint is safe for concurrent use.
+type Endpoint struct {
+	// URL is the refresh endpoint, for example
+	// "https://api.example.com/auth/refreshtoken". It must be https, or
+	// http to a loopback host, unless AllowHTTP is set.
+	URL string
+
+	// Method is the HTTP method. If empty, GET is used.
+	Method string
+
+	// Scheme says which headers carry the tokens to the endpoint. The zero
+	// value is DefaultScheme. The refresh token is always sent: when
+	// Scheme.RefreshHeader is empty, the "refreshToken" header is used.
+	Scheme HeaderScheme
+
+	// Base sends the refresh request. If nil, http.DefaultTransport is
+	// used. Redirects are never followed, so the tokens cannot be sent to
+	// another place.
+	Base http.RoundTripper
+
+	// MaxResponseBytes bounds the size of the response read. If zero,
+	// DefaultMaxResponseBytes is used.
+	MaxResponseBytes int64
+
+	// AllowHTTP permits a plain http:// URL to a host that is not a
+	// loopback address. Tokens then cross the network unencrypted.
+	AllowHTTP bool
+}
+
+// Refresh implements Refresher.
+func (e *Endpoint) Refresh(ctx context.Context, current Tokens) (Tokens, error) {
+	if current.RefreshToken == "" {
+		return Tokens{}, &RefreshError{Err: fmt.Errorf("%w: no refresh token", ErrSessionExpired)}
+	}
+	if err := checkEndpointURL(e.URL, e.AllowHTTP); err != nil {
+		return Tokens{}, &RefreshError{Err: err}
+	}
+	method := e.Method
+	if method == "" {
+		method = http.MethodGet
+	}
+	req, err := http.NewRequestWithContext(ctx, method, e.URL, nil)
+	if err != nil {
+		return Tokens{}, &RefreshError{Err: fmt.Errorf("autorefresh: refresh request: %w", err)}
+	}
+	sc := e.Scheme.orDefault()
+	req.Header[sc.AccessHeader] = []string{sc.AccessPrefix + current.AccessToken}
+	refreshHeader := sc.RefreshHeader
+	if refreshHeader == "" {
+		refreshHeader = DefaultScheme.RefreshHeader
+	}
+	req.Header[refreshHeader] = []string{current.RefreshToken}
+	req.Header.Set("Accept", "application/json")
+
+	base := e.Base
+	if base == nil {
+		base = http.DefaultTransport
+	}
+	resp, err := base.RoundTrip(req)
+	if err != nil {
+		return Tokens{}, &RefreshError{Err: err}
+	}
+	defer resp.Body.Close()
+
+	switch {
+	case resp.StatusCode == http.StatusBadRequest ||
+		resp.StatusCode == http.StatusUnauthorized ||
+		resp.StatusCode == http.StatusForbidden:
+		return Tokens{}, &RefreshError{StatusCode: resp.StatusCode, Err: ErrSessionExpired}
+	case resp.StatusCode < 200 || resp.StatusCode > 299:
+		return Tokens{}, &RefreshError{StatusCode: resp.StatusCode}
+	}
+	body, err := readLimited(resp.Body, e.MaxResponseBytes)
+	if err != nil {
+		return Tokens{}, &RefreshError{StatusCode: resp.StatusCode, Err: err}
+	}
+	t, err := decodeTokens(body)
+	if err != nil {
+		return Tokens{}, &RefreshError{StatusCode: resp.StatusCode, Err: err}
+	}
+	return t, nil
+}
+
+// errNoAccessToken is wrapped by errors for responses that hold no access
+// token.
+var errNoAccessToken = errors.New("autorefresh: refresh response has no access token")
+
+// decodeTokens parses the JSON answer of the header protocol.
+func decodeTokens(body []byte) (Tokens, error) {
+	var t Tokens
+	if err := json.Unmarshal(body, &t); err != nil {
+		return Tokens{}, fmt.Errorf("autorefresh: malformed refresh response: %w", err)
+	}
+	if t.AccessToken == "" {
+		return Tokens{}, errNoAccessToken
+	}
+	return t, nil
+}
+
+// readLimited reads all of r, failing when it holds more than limit bytes
+// (DefaultMaxResponseBytes when limit is 0).
+func readLimited(r io.Reader, limit int64) ([]byte, error) {
+	if limit <= 0 {
+		limit = DefaultMaxResponseBytes
+	}
+	var buf bytes.Buffer
+	n, err := buf.ReadFrom(io.LimitReader(r, limit+1))
+	if err != nil {
+		return nil, fmt.Errorf("autorefresh: read refresh response: %w", err)
+	}
+	if n > limit {
+		return nil, fmt.Errorf("autorefresh: refresh response larger than %d bytes", limit)
+	}
+	return buf.Bytes(), nil
+}
+
+// checkEndpointURL refuses URLs that would send tokens in clear text over
+// the network, unless allowHTTP is set.
+func checkEndpointURL(raw string, allowHTTP bool) error {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return fmt.Errorf("autorefresh: bad refresh URL: %w", err)
+	}
+	switch strings.ToLower(u.Scheme) {
+	case "https":
+		return nil
+	case "http":
+		if allowHTTP || isLoopback(u.Hostname()) {
+			return nil
+		}
+		return fmt.Errorf("autorefresh: refusing to send tokens over plain http to %s (set AllowHTTP to permit it)", u.Hostname())
+	}
+	return fmt.Errorf("autorefresh: refresh URL %q is not http or https", u.Redacted())
+}
+
+// isLoopback reports whether host names this machine.
+func isLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") || strings.HasSuffix(strings.ToLower(host), ".localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}

@@ -1,0 +1,532 @@
+package autorefresh
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/textproto"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/singleflight"
+)
+
+// Defaults for the Transport's zero-valued fields.
+const (
+	DefaultEarlyRefresh   = 30 * time.Second
+	DefaultRefreshTimeout = 30 * time.Second
+	DefaultMaxReplayBody  = 1 << 20
+)
+
+// maxDrain is how much of a rejected response body is read before it is
+// closed, so that its connection can be reused.
+const maxDrain = 4 << 10
+
+// A HeaderScheme says which request headers carry the tokens. Header names
+// are sent exactly as written, not canonicalised.
+//
+// The zero HeaderScheme means DefaultScheme.
+type HeaderScheme struct {
+	// AccessHeader carries the access token, after AccessPrefix.
+	AccessHeader string
+	AccessPrefix string
+
+	// RefreshHeader carries the refresh token on every request. If empty,
+	// the refresh token is only sent to the refresh endpoint.
+	RefreshHeader string
+}
+
+// Predefined header schemes.
+var (
+	// DefaultScheme sends "accessToken: <access>" and
+	// "refreshToken: <refresh>" on every request.
+	DefaultScheme = HeaderScheme{AccessHeader: "accessToken", RefreshHeader: "refreshToken"}
+
+	// AccessOnlyScheme sends only "accessToken: <access>".
+	AccessOnlyScheme = HeaderScheme{AccessHeader: "accessToken"}
+
+	// BearerScheme sends only "Authorization: Bearer <access>" (RFC 6750).
+	BearerScheme = HeaderScheme{AccessHeader: "Authorization", AccessPrefix: "Bearer "}
+)
+
+func (s HeaderScheme) orDefault() HeaderScheme {
+	if s == (HeaderScheme{}) {
+		return DefaultScheme
+	}
+	return s
+}
+
+// Transport is an http.RoundTripper that authenticates requests with the
+// tokens of a TokenStore and keeps them fresh.
+//
+// It sends every request with the current tokens. When a response says the
+// access token was refused (see ShouldRefresh), it refreshes the tokens,
+// saves them and sends the request once more with the new ones. Shortly
+// before the access token expires, it refreshes first. Concurrent requests
+// share a single refresh, so a single-use refresh token is never spent
+// twice by one Transport; a Store that implements Locker extends that to
+// every process sharing the store.
+//
+// The tokens are loaded from the Store on first use and then kept in
+// memory: a request with a good token takes no lock and does no I/O.
+// Requests go out without tokens while none are stored (before logging in,
+// or after the session ended), and their rejections are returned as is.
+//
+// A Transport is safe for concurrent use. Its fields must not be changed
+// after its first use. Store must be set.
+type Transport struct {
+	// Base sends the requests. If nil, http.DefaultTransport is used.
+	Base http.RoundTripper
+
+	// Store holds the tokens. It must not be nil.
+	Store TokenStore
+
+	// Refresher exchanges the tokens for new ones, for example an
+	// *Endpoint. If nil, tokens are never refreshed and rejections are
+	// returned as is.
+	Refresher Refresher
+
+	// Scheme says which headers carry the tokens. The zero value is
+	// DefaultScheme.
+	Scheme HeaderScheme
+
+	// ShouldRefresh reports whether a response means the access token was
+	// refused, so that the Transport refreshes and replays the request. It
+	// must not read the response body. If nil, DefaultShouldRefresh is used.
+	ShouldRefresh func(*http.Response) bool
+
+	// EarlyRefresh is how long before the access token expires a request
+	// refreshes it first. It is capped at half the token's lifetime. If
+	// zero, DefaultEarlyRefresh is used; if negative, tokens are only
+	// refreshed when a request is refused (and once they have expired).
+	EarlyRefresh time.Duration
+
+	// RefreshTimeout bounds each refresh, which runs on its own and is
+	// not cancelled when the request that started it is. If zero,
+	// DefaultRefreshTimeout is used.
+	RefreshTimeout time.Duration
+
+	// MaxReplayBody is the largest request body that is buffered so that
+	// it can be sent again; a request with GetBody set needs no buffer. If
+	// zero, DefaultMaxReplayBody is used; if negative, bodies without
+	// GetBody are not buffered. A request whose body could not be replayed
+	// fails with ErrBodyNotReplayable.
+	MaxReplayBody int64
+
+	// Hosts, if not empty, lists the only hosts that get the tokens, as
+	// "host" (any port) or "host:port". Whatever the list, a request that
+	// follows a redirect gets the tokens only on the same scheme (or an
+	// upgrade to https), host and port as the request that started it.
+	Hosts []string
+
+	// Logger, if not nil, gets debug lines on refreshes and replays. Token
+	// values are never logged.
+	Logger *slog.Logger
+
+	// OnRefresh, if not nil, is called after every refresh attempt from
+	// the goroutine that ran it. It must not block for long.
+	OnRefresh func(RefreshEvent)
+
+	// OnReplay, if not nil, is called with the caller's request before it
+	// is sent again with new tokens. It must not modify the request.
+	OnReplay func(*http.Request)
+
+	now    func() time.Time // for tests; nil: time.Now
+	state  atomic.Pointer[session]
+	flight singleflight.Group
+	stats  stats
+}
+
+var _ http.RoundTripper = (*Transport)(nil)
+
+// Stats are the Transport's counters since it was created.
+type Stats struct {
+	Requests           int64 // calls to RoundTrip
+	Refreshes          int64 // successful refreshes, Adopted ones included
+	RefreshFailures    int64 // failed refresh attempts
+	ProactiveRefreshes int64 // refresh attempts made ahead of expiry
+	Replays            int64 // requests sent again after a refresh
+	Waits              int64 // requests that waited on a refresh
+}
+
+type stats struct {
+	requests, refreshes, failures, proactive, replays, waits atomic.Int64
+}
+
+// Stats returns a snapshot of t's counters.
+func (t *Transport) Stats() Stats {
+	return Stats{
+		Requests:           t.stats.requests.Load(),
+		Refreshes:          t.stats.refreshes.Load(),
+		RefreshFailures:    t.stats.failures.Load(),
+		ProactiveRefreshes: t.stats.proactive.Load(),
+		Replays:            t.stats.replays.Load(),
+		Waits:              t.stats.waits.Load(),
+	}
+}
+
+// DefaultShouldRefresh reports whether resp refuses the access token: its
+// status is 403 Forbidden.
+func DefaultShouldRefresh(resp *http.Response) bool {
+	return resp.StatusCode == http.StatusForbidden
+}
+
+// session is an immutable snapshot of the tokens in use, with the header
+// values ready to be set on requests.
+type session struct {
+	tokens    Tokens
+	expiry    time.Time // zero: unknown
+	refreshAt time.Time // zero: never ahead of time
+
+	// Header names and values; a nil value slice is not sent.
+	accessName, accessCanon   string
+	access                    []string
+	refreshName, refreshCanon string
+	refresh                   []string
+
+	// err is set on the session that replaced one whose refresh token
+	// was rejected: requests sent with the old tokens fail with it.
+	err error
+}
+
+func (s *session) hasTokens() bool { return s.access != nil || s.refresh != nil }
+
+func (t *Transport) newSession(tok Tokens) *session {
+	sc := t.Scheme.orDefault()
+	s := &session{
+		tokens:       tok,
+		accessName:   sc.AccessHeader,
+		accessCanon:  textproto.CanonicalMIMEHeaderKey(sc.AccessHeader),
+		refreshName:  sc.RefreshHeader,
+		refreshCanon: textproto.CanonicalMIMEHeaderKey(sc.RefreshHeader),
+	}
+	if tok.AccessToken != "" {
+		s.access = []string{sc.AccessPrefix + tok.AccessToken}
+	}
+	if sc.RefreshHeader != "" && tok.RefreshToken != "" {
+		s.refresh = []string{tok.RefreshToken}
+	}
+	exp, iat := tok.Expiry, time.Time{}
+	if exp.IsZero() {
+		exp, iat = jwtTimes(tok.AccessToken)
+	}
+	s.expiry = exp
+	if exp.IsZero() {
+		return s
+	}
+	now := t.clock()
+	if iat.IsZero() || iat.After(now) {
+		iat = now
+	}
+	window := t.EarlyRefresh
+	if window == 0 {
+		window = DefaultEarlyRefresh
+	}
+	window = max(0, min(window, exp.Sub(iat)/2))
+	s.refreshAt = exp.Add(-window)
+	return s
+}
+
+// clock returns the wall-clock time, without a monotonic reading, so that
+// it compares correctly with expiries after the machine slept.
+func (t *Transport) clock() time.Time {
+	if t.now != nil {
+		return t.now().Round(0)
+	}
+	return time.Now().Round(0)
+}
+
+func (t *Transport) base() http.RoundTripper {
+	if t.Base != nil {
+		return t.Base
+	}
+	return http.DefaultTransport
+}
+
+// refreshKey marks the context of a refresh, so that a refresh request that
+// comes back through the Transport is passed through untouched.
+type refreshKey struct{}
+
+// RoundTrip implements http.RoundTripper.
+func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	t.stats.requests.Add(1)
+	ctx := req.Context()
+	if ctx.Value(refreshKey{}) != nil || !t.sendsTokens(req) {
+		return t.base().RoundTrip(req)
+	}
+	s, err := t.session(ctx)
+	if err != nil {
+		closeBody(req)
+		return nil, err
+	}
+	if !s.hasTokens() {
+		return t.base().RoundTrip(req)
+	}
+	if !s.refreshAt.IsZero() {
+		if now := t.clock(); !now.Before(s.refreshAt) {
+			if s, err = t.refreshAhead(ctx, s, now); err != nil {
+				closeBody(req)
+				return nil, err
+			}
+		}
+	}
+	if !s.hasTokens() {
+		return t.base().RoundTrip(req)
+	}
+	if t.Refresher == nil {
+		return t.base().RoundTrip(t.authorize(req, s, req.Body))
+	}
+
+	// Keep what is needed to send the body again.
+	body, rec := req.Body, (*bodyRecorder)(nil)
+	if req.Body != nil && req.Body != http.NoBody && req.GetBody == nil && t.MaxReplayBody >= 0 {
+		limit := t.MaxReplayBody
+		if limit == 0 {
+			limit = DefaultMaxReplayBody
+		}
+		rec = newBodyRecorder(req.Body, limit)
+		body = rec
+	}
+	resp, err := t.base().RoundTrip(t.authorize(req, s, body))
+	if err != nil || !t.shouldRefresh(resp) {
+		rec.release()
+		return resp, err
+	}
+
+	// The access token was refused: refresh, then send the request again.
+	drainClose(resp.Body)
+	ns, err := t.renew(ctx, s, false)
+	if err == nil && !ns.hasTokens() {
+		err = ErrNoTokens // logged out meanwhile
+	}
+	if err != nil {
+		rec.release()
+		return nil, err
+	}
+	replayBody, err := t.replayBody(ctx, req, rec)
+	if err != nil {
+		return nil, err
+	}
+	t.stats.replays.Add(1)
+	if t.OnReplay != nil {
+		t.OnReplay(req)
+	}
+	if l := t.Logger; l != nil {
+		l.LogAttrs(ctx, slog.LevelDebug, "autorefresh: replaying request",
+			slog.String("method", req.Method), slog.String("host", req.URL.Host), slog.String("path", req.URL.Path))
+	}
+	return t.base().RoundTrip(t.authorize(req, ns, replayBody))
+}
+
+func (t *Transport) shouldRefresh(resp *http.Response) bool {
+	if t.ShouldRefresh != nil {
+		return t.ShouldRefresh(resp)
+	}
+	return DefaultShouldRefresh(resp)
+}
+
+// session returns the current session, loading the tokens from the store
+// on first use.
+func (t *Transport) session(ctx context.Context) (*session, error) {
+	if s := t.state.Load(); s != nil {
+		return s, nil
+	}
+	if t.Store == nil {
+		return nil, errors.New("autorefresh: Transport.Store is nil")
+	}
+	ch := t.flight.DoChan("load", func() (any, error) {
+		if s := t.state.Load(); s != nil {
+			return s, nil
+		}
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), t.refreshTimeout())
+		defer cancel()
+		tok, err := t.Store.Load(ctx)
+		switch {
+		case errors.Is(err, ErrNoTokens):
+			tok = Tokens{}
+		case err != nil:
+			return nil, fmt.Errorf("autorefresh: load tokens: %w", err)
+		}
+		t.state.CompareAndSwap(nil, t.newSession(tok))
+		return t.state.Load(), nil
+	})
+	select {
+	case r := <-ch:
+		if r.Err != nil {
+			return nil, r.Err
+		}
+		return r.Val.(*session), nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// Tokens returns the tokens in use, loading them from the store on first
+// use. It returns ErrNoTokens when there are none.
+func (t *Transport) Tokens(ctx context.Context) (Tokens, error) {
+	s, err := t.session(ctx)
+	if err != nil {
+		return Tokens{}, err
+	}
+	if !s.hasTokens() {
+		return Tokens{}, ErrNoTokens
+	}
+	return s.tokens, nil
+}
+
+// SetTokens saves tok to the store and sends it from now on, for example
+// after logging in. Tokens with neither an access nor a refresh token are
+// an error; use ClearTokens to log out.
+func (t *Transport) SetTokens(ctx context.Context, tok Tokens) error {
+	if tok.IsZero() {
+		return errors.New("autorefresh: SetTokens with empty tokens")
+	}
+	if t.Store == nil {
+		return errors.New("autorefresh: Transport.Store is nil")
+	}
+	if err := t.Store.Save(ctx, tok); err != nil {
+		return err
+	}
+	t.state.Store(t.newSession(tok))
+	return nil
+}
+
+// ClearTokens removes the tokens from the store and from memory: requests
+// go out without tokens until SetTokens is called.
+func (t *Transport) ClearTokens(ctx context.Context) error {
+	if t.Store == nil {
+		return errors.New("autorefresh: Transport.Store is nil")
+	}
+	t.state.Store(t.newSession(Tokens{}))
+	return t.Store.Clear(ctx)
+}
+
+func (t *Transport) log(ctx context.Context, msg string, attrs ...slog.Attr) {
+	if t.Logger != nil {
+		t.Logger.LogAttrs(ctx, slog.LevelDebug, msg, attrs...)
+	}
+}
+
+// authorize returns a shallow copy of req with the session's headers and
+// the given body. The caller's request and its header map are not
+// modified; the header value slices are shared, as nothing modifies them.
+func (t *Transport) authorize(req *http.Request, s *session, body io.ReadCloser) *http.Request {
+	r := new(http.Request)
+	*r = *req
+	r.Body = body
+	h := make(http.Header, len(req.Header)+2)
+	for k, v := range req.Header {
+		h[k] = v
+	}
+	if s.access != nil {
+		delete(h, s.accessCanon)
+		h[s.accessName] = s.access
+	}
+	if s.refresh != nil {
+		delete(h, s.refreshCanon)
+		h[s.refreshName] = s.refresh
+	}
+	r.Header = h
+	return r
+}
+
+// replayBody returns the body for sending req again.
+func (t *Transport) replayBody(ctx context.Context, req *http.Request, rec *bodyRecorder) (io.ReadCloser, error) {
+	switch {
+	case req.Body == nil || req.Body == http.NoBody:
+		return req.Body, nil
+	case req.GetBody != nil:
+		b, err := req.GetBody()
+		if err != nil {
+			return nil, fmt.Errorf("autorefresh: replay body: %w", err)
+		}
+		return b, nil
+	case rec == nil:
+		return nil, fmt.Errorf("%w: it has no GetBody and body buffering is off", ErrBodyNotReplayable)
+	}
+	return rec.replay(ctx)
+}
+
+// sendsTokens reports whether req may carry the tokens.
+func (t *Transport) sendsTokens(req *http.Request) bool {
+	if len(t.Hosts) > 0 && !hostAllowed(t.Hosts, req.URL.Hostname(), port(req.URL.Scheme, req.URL.Port())) {
+		return false
+	}
+	if req.Response == nil {
+		return true
+	}
+	// A redirect: compare with the request that started the chain.
+	first := req
+	for first.Response != nil && first.Response.Request != nil {
+		first = first.Response.Request
+	}
+	from, to := first.URL, req.URL
+	if !strings.EqualFold(from.Hostname(), to.Hostname()) {
+		return false
+	}
+	if strings.EqualFold(from.Scheme, to.Scheme) {
+		return port(from.Scheme, from.Port()) == port(to.Scheme, to.Port())
+	}
+	// An upgrade from http to https on the default ports.
+	return strings.EqualFold(to.Scheme, "https") &&
+		port(from.Scheme, from.Port()) == "80" && port(to.Scheme, to.Port()) == "443"
+}
+
+func hostAllowed(hosts []string, host, port string) bool {
+	for _, h := range hosts {
+		name, p, hasPort := strings.Cut(h, ":")
+		if strings.HasPrefix(h, "[") { // [::1]:8080 or [::1]
+			name, p, hasPort = strings.Cut(strings.TrimPrefix(h, "["), "]")
+			p = strings.TrimPrefix(p, ":")
+			hasPort = p != ""
+		}
+		if strings.EqualFold(name, host) && (!hasPort || p == port) {
+			return true
+		}
+	}
+	return false
+}
+
+// port returns p, or the default port of scheme when p is empty.
+func port(scheme, p string) string {
+	if p != "" {
+		return p
+	}
+	if strings.EqualFold(scheme, "http") {
+		return "80"
+	}
+	return "443"
+}
+
+func closeBody(req *http.Request) {
+	if req.Body != nil {
+		req.Body.Close()
+	}
+}
+
+func drainClose(body io.ReadCloser) {
+	io.CopyN(io.Discard, body, maxDrain)
+	body.Close()
+}
+
+// NewClient returns a copy of base (http.DefaultClient if nil) whose
+// Transport is t. If t.Base is nil, it is set to base's Transport, so that t
+// sends its requests the way base did. base itself is not modified.
+func NewClient(base *http.Client, t *Transport) *http.Client {
+	if base == nil {
+		base = http.DefaultClient
+	}
+	c := *base
+	if t == nil {
+		t = new(Transport)
+	}
+	if t.Base == nil && base.Transport != t {
+		t.Base = base.Transport
+	}
+	c.Transport = t
+	return &c
+}

@@ -1,0 +1,1137 @@
+package autorefresh
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"reflect"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// rawServer accepts HTTP/1.1 requests on a raw TCP listener and records
+// their header lines exactly as they were written on the wire.
+func rawServer(t *testing.T) (url string, lines <-chan []string) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	ch := make(chan []string, 16)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				r := bufio.NewReader(c)
+				for {
+					var hdr []string
+					for {
+						line, err := r.ReadString('\n')
+						if err != nil {
+							return
+						}
+						line = strings.TrimRight(line, "\r\n")
+						if line == "" {
+							break
+						}
+						hdr = append(hdr, line)
+					}
+					ch <- hdr
+					io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+				}
+			}()
+		}
+	}()
+	return "http://" + ln.Addr().String(), ch
+}
+
+func TestInjectsHeadersOnTheWire(t *testing.T) {
+	tests := []struct {
+		name   string
+		scheme HeaderScheme
+		want   []string
+		absent []string
+	}{
+		{"default", HeaderScheme{}, []string{"accessToken: A", "refreshToken: R"}, []string{"Authorization"}},
+		{"access only", AccessOnlyScheme, []string{"accessToken: A"}, []string{"refreshToken", "Refreshtoken"}},
+		{"bearer", BearerScheme, []string{"Authorization: Bearer A"}, []string{"accessToken", "refreshToken"}},
+		{"custom", HeaderScheme{AccessHeader: "X-Auth", AccessPrefix: "Token ", RefreshHeader: "x-refresh"},
+			[]string{"X-Auth: Token A", "x-refresh: R"}, []string{"accessToken"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			url, lines := rawServer(t)
+			tr := &Transport{Store: NewMemoryStore(Tokens{AccessToken: "A", RefreshToken: "R"}), Scheme: tt.scheme}
+			c := &http.Client{Transport: tr}
+			for range 3 {
+				get(t, c, url+"/x")
+				hdr := <-lines
+				for _, w := range tt.want {
+					if !contains(hdr, w) {
+						t.Errorf("header lines %q lack %q", hdr, w)
+					}
+				}
+				for _, a := range tt.absent {
+					for _, l := range hdr {
+						if strings.HasPrefix(strings.ToLower(l), strings.ToLower(a)+":") {
+							t.Errorf("header line %q sent; want no %s header", l, a)
+						}
+					}
+				}
+			}
+		})
+	}
+}
+
+func contains(lines []string, s string) bool {
+	for _, l := range lines {
+		if l == s {
+			return true
+		}
+	}
+	return false
+}
+
+func TestReplacesCallerTokenHeaders(t *testing.T) {
+	url, lines := rawServer(t)
+	tr := &Transport{Store: NewMemoryStore(Tokens{AccessToken: "A", RefreshToken: "R"})}
+	req, _ := http.NewRequest("GET", url, nil)
+	req.Header.Set("accessToken", "caller") // stored as Accesstoken
+	resp, err := tr.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	hdr := <-lines
+	if contains(hdr, "Accesstoken: caller") || !contains(hdr, "accessToken: A") {
+		t.Errorf("header lines = %q; want only accessToken: A", hdr)
+	}
+}
+
+func TestDoesNotModifyCallerRequest(t *testing.T) {
+	srv := newProtoServer(t)
+	tr, _ := srv.transport(srv.stale()) // first attempt 403, then refresh and replay
+	req, _ := http.NewRequest("POST", srv.URL+"/api/echo", strings.NewReader("payload"))
+	req.Header.Set("X-Caller", "1")
+	before := req.Header.Clone()
+	beforeURL := *req.URL
+	resp, err := tr.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Errorf("status = %d; want 200", resp.StatusCode)
+	}
+	if !reflect.DeepEqual(req.Header, before) {
+		t.Errorf("caller's header = %v; want %v", req.Header, before)
+	}
+	if *req.URL != beforeURL {
+		t.Errorf("caller's URL = %v; want %v", req.URL, beforeURL)
+	}
+}
+
+// countingStore counts the calls to a MemoryStore.
+type countingStore struct {
+	MemoryStore
+	loads, saves, clears atomic.Int64
+	saveErr              error
+}
+
+func (s *countingStore) Load(ctx context.Context) (Tokens, error) {
+	s.loads.Add(1)
+	return s.MemoryStore.Load(ctx)
+}
+
+func (s *countingStore) Save(ctx context.Context, t Tokens) error {
+	s.saves.Add(1)
+	if s.saveErr != nil {
+		return s.saveErr
+	}
+	return s.MemoryStore.Save(ctx, t)
+}
+
+func (s *countingStore) Clear(ctx context.Context) error {
+	s.clears.Add(1)
+	return s.MemoryStore.Clear(ctx)
+}
+
+func TestLoadsStoreOnce(t *testing.T) {
+	srv := newProtoServer(t)
+	store := &countingStore{}
+	store.Save(context.Background(), srv.issue())
+	store.saves.Store(0)
+	c := NewClient(nil, &Transport{Store: store, Refresher: &Endpoint{URL: srv.URL + "/auth/refreshtoken"}})
+	var wg sync.WaitGroup
+	for range 50 {
+		wg.Go(func() {
+			for range 4 {
+				if code, _ := get(t, c, srv.URL+"/api/x"); code != 200 {
+					t.Errorf("status = %d; want 200", code)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if n := store.loads.Load(); n != 1 {
+		t.Errorf("store loads = %d; want 1", n)
+	}
+}
+
+func TestRefreshesOn403AndReplaysOnce(t *testing.T) {
+	srv := newProtoServer(t)
+	tr, store := srv.transport(srv.stale())
+	var replays atomic.Int64
+	tr.OnReplay = func(*http.Request) { replays.Add(1) }
+	c := NewClient(nil, tr)
+
+	code, body := get(t, c, srv.URL+"/api/hello")
+	if code != 200 || body != "GET /api/hello " {
+		t.Fatalf("got %d %q; want 200 %q", code, body, "GET /api/hello ")
+	}
+	if n := srv.refreshCalls.Load(); n != 1 {
+		t.Errorf("refresh calls = %d; want 1", n)
+	}
+	if n := srv.apiCalls.Load(); n != 2 {
+		t.Errorf("API calls = %d; want 2 (first attempt and replay)", n)
+	}
+	if n := replays.Load(); n != 1 {
+		t.Errorf("OnReplay calls = %d; want 1", n)
+	}
+	saved, _ := store.Load(context.Background())
+	if !srv.valid(saved.AccessToken) {
+		t.Errorf("store holds %v; want the new valid pair", saved)
+	}
+	// The next request uses the saved pair without refreshing.
+	if code, _ := get(t, c, srv.URL+"/api/hello"); code != 200 {
+		t.Errorf("second request status = %d; want 200", code)
+	}
+	if n := srv.refreshCalls.Load(); n != 1 {
+		t.Errorf("refresh calls after second request = %d; want 1", n)
+	}
+}
+
+func TestSecond403IsReturnedAsIs(t *testing.T) {
+	srv := newProtoServer(t)
+	srv.reject.Store(true)
+	tr, _ := srv.transport(srv.issue())
+	c := NewClient(nil, tr)
+	for i := range 3 {
+		code, body := get(t, c, srv.URL+"/api/x")
+		if code != 403 || !strings.Contains(body, "forbidden") {
+			t.Errorf("request %d: got %d %q; want the replay's 403 with its body", i, code, body)
+		}
+	}
+	if n := srv.apiCalls.Load(); n != 6 {
+		t.Errorf("API calls = %d; want 6 (each request sent twice)", n)
+	}
+	if n := srv.refreshCalls.Load(); n != 3 {
+		t.Errorf("refresh calls = %d; want 3 (one per request, no loop)", n)
+	}
+}
+
+func TestShouldRefreshPredicate(t *testing.T) {
+	var calls atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/refresh" {
+			io.WriteString(w, `{"accessToken":"new","refreshToken":"r2"}`)
+			return
+		}
+		calls.Add(1)
+		if r.Header.Get("accessToken") != "new" {
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		w.WriteHeader(http.StatusForbidden) // not a token problem here
+	}))
+	defer srv.Close()
+	tr := &Transport{
+		Store:         NewMemoryStore(Tokens{AccessToken: "old", RefreshToken: "r1"}),
+		Refresher:     &Endpoint{URL: srv.URL + "/refresh"},
+		ShouldRefresh: func(r *http.Response) bool { return r.StatusCode == http.StatusUnauthorized },
+	}
+	code, _ := get(t, NewClient(nil, tr), srv.URL+"/x")
+	if code != 403 {
+		t.Errorf("status = %d; want 403 from the replay", code)
+	}
+	if n := calls.Load(); n != 2 {
+		t.Errorf("API calls = %d; want 2", n)
+	}
+	// With the new token, a 403 is not a reason to refresh.
+	code, _ = get(t, NewClient(nil, tr), srv.URL+"/x")
+	if n := calls.Load(); code != 403 || n != 3 {
+		t.Errorf("got %d after %d calls; want 403 after 3 calls", code, n)
+	}
+}
+
+func TestNoTokensPassesThrough(t *testing.T) {
+	for _, name := range []string{"never logged in", "empty MemoryStore"} {
+		t.Run(name, func(t *testing.T) {
+			srv := newProtoServer(t)
+			var store TokenStore = NewMemoryStore(Tokens{})
+			if name == "empty MemoryStore" {
+				store = &MemoryStore{}
+			}
+			var sawHeader atomic.Bool
+			base := roundTripFunc(func(r *http.Request) (*http.Response, error) {
+				if _, ok := r.Header["accessToken"]; ok {
+					sawHeader.Store(true)
+				}
+				return http.DefaultTransport.RoundTrip(r)
+			})
+			tr := &Transport{Base: base, Store: store, Refresher: &Endpoint{URL: srv.URL + "/auth/refreshtoken"}}
+			code, _ := get(t, NewClient(nil, tr), srv.URL+"/api/x")
+			if code != 403 {
+				t.Errorf("status = %d; want 403", code)
+			}
+			if sawHeader.Load() {
+				t.Error("request carried an accessToken header; want none")
+			}
+			if n := srv.refreshCalls.Load(); n != 0 {
+				t.Errorf("refresh calls = %d; want 0", n)
+			}
+		})
+	}
+}
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// trackedBody records how much of it was read and whether it was closed.
+type trackedBody struct {
+	r      io.Reader
+	read   atomic.Int64
+	closed atomic.Bool
+}
+
+func (b *trackedBody) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	b.read.Add(int64(n))
+	return n, err
+}
+
+func (b *trackedBody) Close() error { b.closed.Store(true); return nil }
+
+func TestRejectedResponseIsDrainedAndClosed(t *testing.T) {
+	srv := newProtoServer(t)
+	stale := srv.stale()
+	var rejected *trackedBody
+	base := roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		if v := r.Header["accessToken"]; len(v) == 1 && v[0] == stale.AccessToken {
+			rejected = &trackedBody{r: bytes.NewReader(make([]byte, 1<<20))}
+			return &http.Response{StatusCode: 403, Body: rejected, Request: r, Header: http.Header{}}, nil
+		}
+		return http.DefaultTransport.RoundTrip(r)
+	})
+	tr, _ := srv.transport(stale)
+	tr.Base = base
+	if code, _ := get(t, NewClient(nil, tr), srv.URL+"/api/x"); code != 200 {
+		t.Fatalf("status = %d; want 200", code)
+	}
+	if !rejected.closed.Load() {
+		t.Error("rejected response body not closed")
+	}
+	if n := rejected.read.Load(); n == 0 || n > 64<<10 {
+		t.Errorf("drained %d bytes of the rejected body; want a few KiB", n)
+	}
+}
+
+func TestConcurrent403sShareOneRefresh(t *testing.T) {
+	checkGoroutines(t)
+	srv := newProtoServer(t)
+	srv.refreshGate = make(chan struct{})
+	tr, _ := srv.transport(srv.stale())
+	c := NewClient(nil, tr)
+	const n = 500
+	var wg sync.WaitGroup
+	var ok atomic.Int64
+	for range n {
+		wg.Go(func() {
+			if code, _ := get(t, c, srv.URL+"/api/x"); code == 200 {
+				ok.Add(1)
+			}
+		})
+	}
+	// Let the refresh finish once every request is waiting for it or has
+	// been refused.
+	for srv.api403s.Load() < n && tr.Stats().Waits < n {
+		time.Sleep(time.Millisecond)
+	}
+	close(srv.refreshGate)
+	wg.Wait()
+	if got := ok.Load(); got != n {
+		t.Errorf("successful requests = %d; want %d", got, n)
+	}
+	if got := srv.refreshCalls.Load(); got != 1 {
+		t.Errorf("refresh calls = %d; want 1", got)
+	}
+	if got := srv.reuses.Load(); got != 0 {
+		t.Errorf("refresh token reuses = %d; want 0", got)
+	}
+}
+
+// gatedServer wraps srv's handler so that requests to /api/slow are held
+// until release is closed, then answered by srv as they were sent.
+func holdSlow(srv *protoServer, arrived chan<- struct{}, release <-chan struct{}) {
+	h := srv.Config.Handler
+	srv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/api/slow" && srv.apiCalls.Load() == 0 {
+			arrived <- struct{}{}
+			<-release
+			srv.expireAll() // its token is stale by now
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+func TestLate403ReplaysWithCurrentToken(t *testing.T) {
+	srv := newProtoServer(t)
+	arrived, release := make(chan struct{}), make(chan struct{})
+	holdSlow(srv, arrived, release)
+	tok := srv.issue()
+	tr, _ := srv.transport(tok)
+	c := NewClient(nil, tr)
+
+	slow := make(chan int)
+	go func() {
+		code, _ := get(t, c, srv.URL+"/api/slow")
+		slow <- code
+	}()
+	<-arrived // the slow request is on the server with the first token
+	srv.expireAll()
+	if code, _ := get(t, c, srv.URL+"/api/fast"); code != 200 {
+		t.Fatalf("fast request status = %d; want 200", code)
+	}
+	// Keep the refreshed token valid when the slow request is refused.
+	cur, _ := tr.Tokens(context.Background())
+	srv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("accessToken") == tok.AccessToken {
+			srv.api403s.Add(1)
+			http.Error(w, "forbidden", http.StatusForbidden)
+			return
+		}
+		if r.Header.Get("accessToken") == cur.AccessToken {
+			w.WriteHeader(200)
+		}
+	})
+	close(release)
+	if code := <-slow; code != 200 {
+		t.Errorf("slow request status = %d; want 200", code)
+	}
+	if n := srv.refreshCalls.Load(); n != 1 {
+		t.Errorf("refresh calls = %d; want 1", n)
+	}
+}
+
+func TestRefreshOutlivesCallerContext(t *testing.T) {
+	checkGoroutines(t)
+	srv := newProtoServer(t)
+	srv.refreshGate = make(chan struct{})
+	tr, store := srv.transport(srv.stale())
+	c := NewClient(nil, tr)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	first := make(chan error)
+	go func() {
+		req, _ := http.NewRequestWithContext(ctx, "GET", srv.URL+"/api/x", nil)
+		resp, err := c.Do(req)
+		if err == nil {
+			resp.Body.Close()
+		}
+		first <- err
+	}()
+	for srv.refreshCalls.Load() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	second := make(chan int)
+	go func() {
+		code, _ := get(t, c, srv.URL+"/api/x")
+		second <- code
+	}()
+	for tr.Stats().Waits < 2 {
+		time.Sleep(time.Millisecond)
+	}
+	cancel()
+	if err := <-first; !errors.Is(err, context.Canceled) {
+		t.Errorf("first request error = %v; want context.Canceled", err)
+	}
+	close(srv.refreshGate)
+	if code := <-second; code != 200 {
+		t.Errorf("second request status = %d; want 200", code)
+	}
+	if n := srv.refreshCalls.Load(); n != 1 {
+		t.Errorf("refresh calls = %d; want 1", n)
+	}
+	if saved, _ := store.Load(context.Background()); !srv.valid(saved.AccessToken) {
+		t.Error("refreshed tokens were not saved")
+	}
+}
+
+func TestRefreshTimeout(t *testing.T) {
+	checkGoroutines(t)
+	srv := newProtoServer(t)
+	srv.refreshGate = make(chan struct{})
+	defer close(srv.refreshGate)
+	stale := srv.stale()
+	tr, store := srv.transport(stale)
+	tr.RefreshTimeout = 50 * time.Millisecond
+	_, err := NewClient(nil, tr).Get(srv.URL + "/api/x")
+	var re *RefreshError
+	if !errors.As(err, &re) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("error = %v; want a *RefreshError wrapping context.DeadlineExceeded", err)
+	}
+	if errors.Is(err, ErrSessionExpired) {
+		t.Error("a timeout ended the session")
+	}
+	if saved, _ := store.Load(context.Background()); saved != stale {
+		t.Errorf("store holds %v; want the old tokens kept", saved)
+	}
+}
+
+// fakeClock is a settable clock for Transport.now.
+type fakeClock struct{ t atomic.Pointer[time.Time] }
+
+func newFakeClock(t time.Time) *fakeClock {
+	c := &fakeClock{}
+	c.set(t)
+	return c
+}
+
+func (c *fakeClock) set(t time.Time)     { c.t.Store(&t) }
+func (c *fakeClock) now() time.Time      { return *c.t.Load() }
+func (c *fakeClock) add(d time.Duration) { c.set(c.now().Add(d)) }
+
+func TestRefreshAheadOfExpiry(t *testing.T) {
+	issued := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	tests := []struct {
+		name     string
+		lifetime time.Duration // 0: opaque token
+		expiry   time.Duration // Tokens.Expiry after issued, when set
+		early    time.Duration
+		at       time.Duration // request time after issued
+		want     int64         // refresh calls
+	}{
+		{"fresh", 10 * time.Minute, 0, 0, time.Minute, 0},
+		{"just before default window", 10 * time.Minute, 0, 0, 10*time.Minute - 31*time.Second, 0},
+		{"inside default window", 10 * time.Minute, 0, 0, 10*time.Minute - 29*time.Second, 1},
+		{"expired", 10 * time.Minute, 0, 0, 11 * time.Minute, 1},
+		{"long expired", 10 * time.Minute, 0, 0, 48 * time.Hour, 1},
+		{"window capped at half life: outside", 40 * time.Second, 0, 0, 19 * time.Second, 0},
+		{"window capped at half life: inside", 40 * time.Second, 0, 0, 21 * time.Second, 1},
+		{"custom window: outside", 10 * time.Minute, 0, 2 * time.Minute, 7 * time.Minute, 0},
+		{"custom window: inside", 10 * time.Minute, 0, 2 * time.Minute, 8*time.Minute + time.Second, 1},
+		{"early refresh off: before expiry", 10 * time.Minute, 0, -1, 10*time.Minute - time.Second, 0},
+		{"early refresh off: expired", 10 * time.Minute, 0, -1, 10*time.Minute + time.Second, 1},
+		{"opaque token never expires", 0, 0, 0, 365 * 24 * time.Hour, 0},
+		{"opaque token with Expiry: fresh", 0, 10 * time.Minute, 0, time.Minute, 0},
+		{"opaque token with Expiry: inside window", 0, 10 * time.Minute, 0, 10*time.Minute - 10*time.Second, 1},
+		{"Expiry wins over exp claim", time.Hour, 10 * time.Minute, 0, 10*time.Minute - 10*time.Second, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := newProtoServer(t)
+			clock := newFakeClock(issued)
+			srv.jwtTTL, srv.jwtNow = tt.lifetime, clock.now
+			tok := srv.issue()
+			if tt.expiry != 0 {
+				tok.Expiry = issued.Add(tt.expiry)
+			}
+			tr, _ := srv.transport(tok)
+			tr.now, tr.EarlyRefresh = clock.now, tt.early
+			if _, err := tr.Tokens(context.Background()); err != nil { // loaded when issued
+				t.Fatal(err)
+			}
+			clock.add(tt.at)
+			if code, _ := get(t, NewClient(nil, tr), srv.URL+"/api/x"); code != 200 {
+				t.Errorf("status = %d; want 200", code)
+			}
+			if n := srv.refreshCalls.Load(); n != tt.want {
+				t.Errorf("refresh calls = %d; want %d", n, tt.want)
+			}
+			if n := srv.api403s.Load(); n != 0 {
+				t.Errorf("403s = %d; want 0 (no request should be refused)", n)
+			}
+			if tt.want == 1 && tr.Stats().ProactiveRefreshes != 1 {
+				t.Errorf("proactive refreshes = %d; want 1", tr.Stats().ProactiveRefreshes)
+			}
+		})
+	}
+}
+
+func TestRefreshAheadUnderLoadSeesNo403(t *testing.T) {
+	srv := newProtoServer(t)
+	clock := newFakeClock(time.Now())
+	srv.jwtTTL, srv.jwtNow = time.Minute, clock.now
+	tr, _ := srv.transport(srv.issue())
+	tr.now = clock.now
+	c := NewClient(nil, tr)
+	const lifetimes = 5
+	var wg sync.WaitGroup
+	for range 20 {
+		wg.Go(func() {
+			for range 10 * lifetimes {
+				if code, _ := get(t, c, srv.URL+"/api/x"); code != 200 {
+					t.Errorf("status = %d; want 200", code)
+				}
+			}
+		})
+	}
+	for range 10 * lifetimes {
+		clock.add(6 * time.Second) // ten ticks per token lifetime
+		time.Sleep(time.Millisecond)
+	}
+	wg.Wait()
+	if n := srv.api403s.Load(); n != 0 {
+		t.Errorf("403s = %d; want 0", n)
+	}
+	if n := srv.reuses.Load(); n != 0 {
+		t.Errorf("refresh token reuses = %d; want 0", n)
+	}
+	// Each token is refreshed once, 30 s before its expiry: at most one
+	// refresh per 30 s of clock.
+	if n := srv.refreshCalls.Load(); n < 1 || n > 2*lifetimes {
+		t.Errorf("refresh calls = %d; want between 1 and %d", n, 2*lifetimes)
+	}
+}
+
+func TestRefreshAheadFailure(t *testing.T) {
+	issued := time.Now()
+	tests := []struct {
+		name    string
+		at      time.Duration
+		wantErr bool
+	}{
+		{"token still valid: sent as is", 9*time.Minute + 50*time.Second, false},
+		{"token expired: error", 11 * time.Minute, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := newProtoServer(t)
+			clock := newFakeClock(issued)
+			srv.jwtTTL, srv.jwtNow = 10*time.Minute, clock.now
+			tok := srv.issue()
+			srv.refreshStatus.Store(503)
+			tr, store := srv.transport(tok)
+			tr.now = clock.now
+			clock.add(tt.at)
+			resp, err := NewClient(nil, tr).Get(srv.URL + "/api/x")
+			if tt.wantErr {
+				var re *RefreshError
+				if !errors.As(err, &re) || re.StatusCode != 503 {
+					t.Errorf("error = %v; want a *RefreshError with status 503", err)
+				}
+			} else if err != nil || resp.StatusCode != 200 {
+				t.Errorf("got %v, %v; want 200 with the still-valid token", resp, err)
+			}
+			if resp != nil {
+				resp.Body.Close()
+			}
+			if saved, _ := store.Load(context.Background()); saved != tok {
+				t.Error("a transient refresh failure changed the store")
+			}
+		})
+	}
+}
+
+// noGetBody hides a reader's type so that http.NewRequest sets no GetBody.
+type noGetBody struct{ io.Reader }
+
+func TestReplayBody(t *testing.T) {
+	checkGoroutines(t)
+	small := strings.Repeat("a little body. ", 100)
+	big := strings.Repeat("0123456789abcdef", 128<<10) // 2 MiB
+	tests := []struct {
+		name     string
+		body     func() io.Reader
+		getBody  bool
+		max      int64
+		early403 bool // the server refuses before reading the body
+		wantErr  error
+	}{
+		{"GetBody", func() io.Reader { return strings.NewReader(small) }, true, 0, false, nil},
+		{"GetBody big", func() io.Reader { return strings.NewReader(big) }, true, 0, false, nil},
+		{"buffered", func() io.Reader { return noGetBody{strings.NewReader(small)} }, false, 0, false, nil},
+		{"buffered, refused before read", func() io.Reader { return noGetBody{strings.NewReader(big)} }, false, 4 << 20, true, nil},
+		{"unread rest after limit", func() io.Reader { return noGetBody{strings.NewReader(big)} }, false, 0, true, nil},
+		{"too big", func() io.Reader { return noGetBody{strings.NewReader(big)} }, false, 0, false, ErrBodyNotReplayable},
+		{"buffering off", func() io.Reader { return noGetBody{strings.NewReader(small)} }, false, -1, false, ErrBodyNotReplayable},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := newProtoServer(t)
+			stale := srv.stale()
+			tr, _ := srv.transport(stale)
+			tr.MaxReplayBody = tt.max
+			if tt.early403 {
+				// The first attempt reads a little of the body, closes it
+				// and is refused, as a server that answers before reading
+				// the whole body.
+				tr.Base = roundTripFunc(func(r *http.Request) (*http.Response, error) {
+					if v := r.Header["accessToken"]; v[0] != stale.AccessToken {
+						return http.DefaultTransport.RoundTrip(r)
+					}
+					io.CopyN(io.Discard, r.Body, 1000)
+					r.Body.Close()
+					return &http.Response{StatusCode: 403, Body: http.NoBody, Request: r}, nil
+				})
+			}
+			req, _ := http.NewRequest("POST", srv.URL+"/api/echo", tt.body())
+			if (req.GetBody != nil) != tt.getBody {
+				t.Fatalf("GetBody set = %v; want %v", req.GetBody != nil, tt.getBody)
+			}
+			body := &trackedBody{r: req.Body}
+			req.Body = body
+			resp, err := NewClient(nil, tr).Do(req)
+			if tt.wantErr != nil {
+				if !errors.Is(err, tt.wantErr) {
+					t.Errorf("error = %v; want %v", err, tt.wantErr)
+				}
+				if !body.closed.Load() {
+					t.Error("request body not closed")
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			want := "POST /api/echo " + string(readAll(tt.body()))
+			if resp.StatusCode != 200 || string(got) != want {
+				t.Errorf("replay got %d with %d bytes echoed; want 200 with %d", resp.StatusCode, len(got), len(want))
+			}
+			if !tt.early403 {
+				if seen := srv.seenBodies(); len(seen) != 2 || seen[0] != seen[1] {
+					t.Errorf("server saw %d bodies, equal = %v; want 2 equal bodies", len(seen), len(seen) == 2 && seen[0] == seen[1])
+				}
+			}
+			if !tt.getBody && !body.closed.Load() {
+				t.Error("request body not closed")
+			}
+		})
+	}
+}
+
+func readAll(r io.Reader) []byte {
+	b, _ := io.ReadAll(r)
+	return b
+}
+
+func TestRefreshRejectedEndsSession(t *testing.T) {
+	checkGoroutines(t)
+	srv := newProtoServer(t)
+	srv.refreshStatus.Store(401)
+	srv.refreshGate = make(chan struct{})
+	stale := srv.stale()
+	store := &countingStore{}
+	store.Save(context.Background(), stale)
+	var events []RefreshEvent
+	tr := &Transport{
+		Store:     store,
+		Refresher: &Endpoint{URL: srv.URL + "/auth/refreshtoken"},
+		OnRefresh: func(e RefreshEvent) { events = append(events, e) },
+	}
+	c := NewClient(nil, tr)
+
+	// A request on the server with the old token, refused after the end.
+	arrived, release := make(chan struct{}), make(chan struct{})
+	holdSlow(srv, arrived, release)
+	late := make(chan error)
+	go func() {
+		resp, err := c.Get(srv.URL + "/api/slow")
+		if err == nil {
+			resp.Body.Close()
+		}
+		late <- err
+	}()
+	<-arrived
+
+	const n = 50
+	errs := make(chan error, n)
+	for range n {
+		go func() {
+			resp, err := c.Get(srv.URL + "/api/x")
+			if err == nil {
+				resp.Body.Close()
+			}
+			errs <- err
+		}()
+	}
+	for tr.Stats().Waits < n {
+		time.Sleep(time.Millisecond)
+	}
+	close(srv.refreshGate)
+	for range n {
+		if err := <-errs; !errors.Is(err, ErrSessionExpired) {
+			t.Errorf("error = %v; want ErrSessionExpired", err)
+		}
+	}
+	close(release)
+	if err := <-late; !errors.Is(err, ErrSessionExpired) {
+		t.Errorf("late 403 error = %v; want ErrSessionExpired", err)
+	}
+	if got := srv.refreshCalls.Load(); got != 1 {
+		t.Errorf("refresh calls = %d; want 1", got)
+	}
+	if got := store.clears.Load(); got != 1 {
+		t.Errorf("store clears = %d; want 1", got)
+	}
+	if _, err := store.Load(context.Background()); !errors.Is(err, ErrNoTokens) {
+		t.Errorf("store Load error = %v; want ErrNoTokens", err)
+	}
+	if len(events) != 1 || !events[0].SessionEnded || !errors.Is(events[0].Err, ErrSessionExpired) {
+		t.Errorf("refresh events = %+v; want one that ended the session", events)
+	}
+	var re *RefreshError
+	if err := events[0].Err; !errors.As(err, &re) || re.StatusCode != 401 {
+		t.Errorf("event error = %v; want a *RefreshError with status 401", err)
+	}
+	// Afterwards requests go out without tokens and their 403s come back.
+	srv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, ok := r.Header["Accesstoken"]; ok {
+			t.Error("request after the session ended carried an access token")
+		}
+		w.WriteHeader(http.StatusForbidden)
+	})
+	if code, _ := get(t, c, srv.URL+"/api/x"); code != 403 {
+		t.Errorf("status after the session ended = %d; want 403", code)
+	}
+	if got := srv.refreshCalls.Load(); got != 1 {
+		t.Errorf("refresh calls after the session ended = %d; want 1", got)
+	}
+}
+
+func TestRefreshWithoutNewRefreshTokenKeepsOld(t *testing.T) {
+	srv := newProtoServer(t)
+	srv.noRotate.Store(true)
+	stale := srv.stale()
+	tr, store := srv.transport(stale)
+	if code, _ := get(t, NewClient(nil, tr), srv.URL+"/api/x"); code != 200 {
+		t.Fatalf("status = %d; want 200", code)
+	}
+	saved, _ := store.Load(context.Background())
+	if saved.RefreshToken != stale.RefreshToken {
+		t.Error("the refresh token was lost; want the old one kept")
+	}
+	if saved.AccessToken == stale.AccessToken || !srv.valid(saved.AccessToken) {
+		t.Error("store does not hold the new access token")
+	}
+	// The kept refresh token still works.
+	srv.expireAll()
+	if code, _ := get(t, NewClient(nil, tr), srv.URL+"/api/x"); code != 200 {
+		t.Errorf("status after second refresh = %d; want 200", code)
+	}
+}
+
+func TestTransientRefreshFailure(t *testing.T) {
+	tests := []struct {
+		name       string
+		breakIt    func(*protoServer)
+		wantStatus int
+	}{
+		{"500", func(s *protoServer) { s.refreshStatus.Store(500) }, 500},
+		{"502", func(s *protoServer) { s.refreshStatus.Store(502) }, 502},
+		{"429", func(s *protoServer) { s.refreshStatus.Store(429) }, 429},
+		{"malformed JSON", func(s *protoServer) { b := `{"accessToken": "x"`; s.refreshBody.Store(&b) }, 200},
+		{"not JSON", func(s *protoServer) { b := `<html>maintenance</html>`; s.refreshBody.Store(&b) }, 200},
+		{"no access token", func(s *protoServer) { b := `{"refreshToken": "r"}`; s.refreshBody.Store(&b) }, 200},
+		{"oversized", func(s *protoServer) {
+			b := `{"accessToken": "` + strings.Repeat("x", 2<<20) + `"}`
+			s.refreshBody.Store(&b)
+		}, 200},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := newProtoServer(t)
+			stale := srv.stale()
+			tr, store := srv.transport(stale)
+			c := NewClient(nil, tr)
+			tt.breakIt(srv)
+			_, err := c.Get(srv.URL + "/api/x")
+			var re *RefreshError
+			if !errors.As(err, &re) || re.StatusCode != tt.wantStatus {
+				t.Fatalf("error = %v; want a *RefreshError with status %d", err, tt.wantStatus)
+			}
+			if errors.Is(err, ErrSessionExpired) {
+				t.Error("a transient failure ended the session")
+			}
+			if saved, _ := store.Load(context.Background()); saved != stale {
+				t.Error("a transient failure changed the store")
+			}
+			// The server recovers; so does the next request.
+			srv.refreshStatus.Store(0)
+			srv.refreshBody.Store(nil)
+			if code, _ := get(t, c, srv.URL+"/api/x"); code != 200 {
+				t.Errorf("status after recovery = %d; want 200", code)
+			}
+		})
+	}
+}
+
+func TestRefreshNetworkError(t *testing.T) {
+	srv := newProtoServer(t)
+	dead := httptest.NewServer(http.NotFoundHandler())
+	dead.Close()
+	stale := srv.stale()
+	store := NewMemoryStore(stale)
+	ep := &Endpoint{URL: dead.URL + "/auth/refreshtoken"}
+	tr := &Transport{Store: store, Refresher: ep}
+	_, err := NewClient(nil, tr).Get(srv.URL + "/api/x")
+	var re *RefreshError
+	if !errors.As(err, &re) || re.StatusCode != 0 || errors.Is(err, ErrSessionExpired) {
+		t.Fatalf("error = %v; want a transient *RefreshError without status", err)
+	}
+	ep.URL = srv.URL + "/auth/refreshtoken" // the endpoint is back
+	if code, _ := get(t, NewClient(nil, tr), srv.URL+"/api/x"); code != 200 {
+		t.Errorf("status after recovery = %d; want 200", code)
+	}
+}
+
+func TestRefreshIsNotSentThroughTheTransport(t *testing.T) {
+	srv := newProtoServer(t)
+	ep := &Endpoint{URL: srv.URL + "/auth/refreshtoken"}
+	tr := &Transport{Store: NewMemoryStore(srv.stale()), Refresher: ep}
+	c := NewClient(nil, tr)
+	ep.Base = c.Transport // a misconfiguration that must not recurse
+	srv.refreshStatus.Store(403)
+	done := make(chan error)
+	go func() {
+		_, err := c.Get(srv.URL + "/api/x")
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if !errors.Is(err, ErrSessionExpired) {
+			t.Errorf("error = %v; want ErrSessionExpired", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("request did not return: the refresh recursed")
+	}
+	if n := srv.refreshCalls.Load(); n != 1 {
+		t.Errorf("refresh calls = %d; want 1", n)
+	}
+}
+
+func TestTokensStayOnTheirHost(t *testing.T) {
+	var leaked atomic.Int64
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		for k := range r.Header {
+			if strings.EqualFold(k, "accessToken") || strings.EqualFold(k, "refreshToken") || k == "Authorization" {
+				leaked.Add(1)
+			}
+		}
+	}))
+	defer other.Close()
+	srv := newProtoServer(t)
+	h := srv.Config.Handler
+	srv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/away":
+			http.Redirect(w, r, other.URL+"/x", http.StatusFound)
+		case "/home":
+			http.Redirect(w, r, "/api/home", http.StatusFound)
+		case "/bounce":
+			http.Redirect(w, r, other.URL+"/x", http.StatusTemporaryRedirect)
+		default:
+			h.ServeHTTP(w, r)
+		}
+	})
+	tok := srv.issue()
+	for _, scheme := range []HeaderScheme{DefaultScheme, BearerScheme} {
+		tr := &Transport{Store: NewMemoryStore(tok), Scheme: scheme}
+		c := NewClient(nil, tr)
+		get(t, c, srv.URL+"/away")
+		req, _ := http.NewRequest("POST", srv.URL+"/bounce", strings.NewReader("x"))
+		if resp, err := c.Do(req); err == nil {
+			resp.Body.Close()
+		}
+		if n := leaked.Load(); n != 0 {
+			t.Errorf("scheme %q: another host got %d token headers; want 0", scheme.AccessHeader, n)
+		}
+	}
+	// A redirect to the same host keeps them.
+	tr := &Transport{Store: NewMemoryStore(tok)}
+	if code, body := get(t, NewClient(nil, tr), srv.URL+"/home"); code != 200 || body != "GET /api/home " {
+		t.Errorf("same-host redirect got %d %q; want 200", code, body)
+	}
+	// Requests straight to a host outside the allow-list get nothing.
+	tr = &Transport{Store: NewMemoryStore(tok), Hosts: []string{"api.example.com", srv.Listener.Addr().String()}}
+	get(t, NewClient(nil, tr), other.URL+"/x")
+	if n := leaked.Load(); n != 0 {
+		t.Errorf("a host outside Hosts got %d token headers; want 0", n)
+	}
+	if code, _ := get(t, NewClient(nil, tr), srv.URL+"/api/x"); code != 200 {
+		t.Errorf("listed host got %d; want 200", code)
+	}
+}
+
+func TestHostAllowed(t *testing.T) {
+	hosts := []string{"api.example.com", "auth.example.com:8443", "[::1]:9000", "127.0.0.1"}
+	tests := []struct {
+		host, port string
+		want       bool
+	}{
+		{"api.example.com", "443", true},
+		{"API.example.com", "8080", true},
+		{"auth.example.com", "8443", true},
+		{"auth.example.com", "443", false},
+		{"evil.api.example.com", "443", false},
+		{"example.com", "443", false},
+		{"::1", "9000", true},
+		{"::1", "9001", false},
+		{"127.0.0.1", "1234", true},
+	}
+	for _, tt := range tests {
+		if got := hostAllowed(hosts, tt.host, tt.port); got != tt.want {
+			t.Errorf("hostAllowed(%s, %s) = %v; want %v", tt.host, tt.port, got, tt.want)
+		}
+	}
+}
+
+func TestSecretsAreRedacted(t *testing.T) {
+	tok := Tokens{AccessToken: "SECRET-ACCESS", RefreshToken: "SECRET-REFRESH", Expiry: time.Unix(1e9, 0)}
+	var logs bytes.Buffer
+	outputs := []string{
+		fmt.Sprint(tok), fmt.Sprintf("%v %+v %#v %s %q %x", tok, tok, tok, tok, tok, tok),
+		fmt.Sprintf("%+v %#v", &tok, struct{ T Tokens }{tok}), tok.String(), tok.GoString(),
+	}
+	slog.New(slog.NewJSONHandler(&logs, nil)).Info("tokens", "t", tok)
+	slog.New(slog.NewTextHandler(&logs, nil)).Info("tokens", "t", tok, "p", &tok)
+
+	// A refresh endpoint that echoes the refresh token in its error body,
+	// with a debug logger on the transport.
+	srv := newProtoServer(t)
+	stale := srv.stale()
+	stale.RefreshToken = "SECRET-REFRESH"
+	srv.mu.Lock()
+	srv.refresh["SECRET-REFRESH"] = false
+	srv.mu.Unlock()
+	for _, code := range []int64{500, 401} {
+		srv.refreshStatus.Store(code)
+		tr, _ := srv.transport(stale)
+		tr.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		tr.OnRefresh = func(e RefreshEvent) { outputs = append(outputs, fmt.Sprintf("%+v", e)) }
+		_, err := NewClient(nil, tr).Get(srv.URL + "/api/x")
+		if err == nil {
+			t.Fatal("want an error")
+		}
+		outputs = append(outputs, err.Error(), fmt.Sprintf("%+v", err))
+	}
+	outputs = append(outputs, logs.String())
+	for _, out := range outputs {
+		if strings.Contains(out, "SECRET") || strings.Contains(out, stale.AccessToken) {
+			t.Errorf("output shows a token: %s", out)
+		}
+	}
+	if !strings.Contains(outputs[0], "[redacted]") {
+		t.Errorf("fmt.Sprint(tokens) = %s; want [redacted] in place of the tokens", outputs[0])
+	}
+	// JSON still carries the values, for stores.
+	if b, _ := json.Marshal(tok); !strings.Contains(string(b), "SECRET-ACCESS") {
+		t.Errorf("json.Marshal(tokens) = %s; want the token values", b)
+	}
+}
+
+func TestNewClient(t *testing.T) {
+	srv := newProtoServer(t)
+	before := *http.DefaultClient
+	tr, _ := srv.transport(srv.stale())
+	c := NewClient(http.DefaultClient, tr)
+	if c == http.DefaultClient {
+		t.Fatal("NewClient returned http.DefaultClient itself")
+	}
+	if code, _ := get(t, c, srv.URL+"/api/x"); code != 200 {
+		t.Errorf("status = %d; want 200", code)
+	}
+	if http.DefaultClient.Transport != before.Transport || http.DefaultClient.Timeout != before.Timeout ||
+		http.DefaultClient.Jar != before.Jar {
+		t.Error("http.DefaultClient was modified")
+	}
+	// The copy keeps the base client's settings and sends through its transport.
+	var viaBase atomic.Int64
+	base := &http.Client{Timeout: 7 * time.Second, Transport: roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		viaBase.Add(1)
+		return http.DefaultTransport.RoundTrip(r)
+	})}
+	c = NewClient(base, &Transport{Store: NewMemoryStore(srv.issue())})
+	if c.Timeout != 7*time.Second {
+		t.Errorf("Timeout = %v; want the base client's 7s", c.Timeout)
+	}
+	if code, _ := get(t, c, srv.URL+"/api/x"); code != 200 || viaBase.Load() != 1 {
+		t.Errorf("got %d with %d requests through the base transport; want 200 and 1", code, viaBase.Load())
+	}
+	if _, ok := base.Transport.(roundTripFunc); !ok {
+		t.Error("base client's Transport was replaced")
+	}
+}
+
+func TestTransportWithoutStore(t *testing.T) {
+	srv := newProtoServer(t)
+	_, err := NewClient(nil, &Transport{}).Get(srv.URL + "/api/x")
+	if err == nil || !strings.Contains(err.Error(), "Store") {
+		t.Errorf("error = %v; want one that names the missing Store", err)
+	}
+}
+
+func TestRedirectTokenPolicy(t *testing.T) {
+	tests := []struct {
+		from, to string
+		hosts    []string
+		want     bool // tokens sent to the redirect target
+	}{
+		{"https://api.example.com/r", "https://api.example.com/x", nil, true},
+		{"https://api.example.com/r", "https://API.example.com:443/x", nil, true},
+		{"http://api.example.com/r", "https://api.example.com/x", nil, true},  // upgrade
+		{"https://api.example.com/r", "http://api.example.com/x", nil, false}, // downgrade
+		{"https://api.example.com/r", "https://sub.api.example.com/x", nil, false},
+		{"https://sub.api.example.com/r", "https://api.example.com/x", nil, false},
+		{"https://api.example.com/r", "https://api.example.com:8443/x", nil, false},
+		{"https://api.example.com/r", "https://evil.example.net/x", nil, false},
+		{"https://api.example.com/r", "https://api.example.com.evil.net/x", nil, false},
+		{"https://api.example.com/r", "https://api.example.com/x", []string{"api.example.com"}, true},
+		{"https://api.example.com/r", "https://other.example.com/x", []string{"api.example.com", "other.example.com"}, false},
+	}
+	for _, tt := range tests {
+		name := tt.from + " -> " + tt.to
+		if tt.hosts != nil {
+			name += " with Hosts"
+		}
+		t.Run(name, func(t *testing.T) {
+			var sent []bool
+			base := roundTripFunc(func(r *http.Request) (*http.Response, error) {
+				if r.URL.Path == "/r" {
+					return &http.Response{StatusCode: 302, Header: http.Header{"Location": {tt.to}}, Body: http.NoBody, Request: r}, nil
+				}
+				_, ok := r.Header["accessToken"]
+				sent = append(sent, ok)
+				return &http.Response{StatusCode: 200, Body: http.NoBody, Request: r}, nil
+			})
+			tr := &Transport{Base: base, Store: NewMemoryStore(Tokens{AccessToken: "a", RefreshToken: "r"}), Hosts: tt.hosts}
+			resp, err := NewClient(nil, tr).Get(tt.from)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if len(sent) != 1 || sent[0] != tt.want {
+				t.Errorf("tokens sent to the target = %v; want [%v]", sent, tt.want)
+			}
+		})
+	}
+}
