@@ -14,24 +14,10 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/golang-jwt/jwt/v5"
 )
 
 var _ TokenStore = (*FileStore)(nil)
 var _ Locker = (*FileStore)(nil)
-
-// testJWT returns an unverifiable JWT that expires at exp.
-func testJWT(t *testing.T, exp time.Time) string {
-	t.Helper()
-	s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.RegisteredClaims{
-		ExpiresAt: jwt.NewNumericDate(exp),
-	}).SignedString([]byte("test key"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
 
 // tokenPath returns a token file path in a fresh temporary directory.
 func tokenPath(t *testing.T) string {
@@ -100,7 +86,8 @@ func TestFileStoreFormat(t *testing.T) {
 	path := tokenPath(t)
 	s := NewFileStore(path)
 	exp := time.Date(2031, 5, 4, 10, 20, 30, 0, time.UTC)
-	if err := s.Save(context.Background(), Tokens{AccessToken: testJWT(t, exp), RefreshToken: "refresh-xyz"}); err != nil {
+	access := testJWT(t, exp)
+	if err := s.Save(context.Background(), Tokens{AccessToken: access, RefreshToken: "refresh-xyz"}); err != nil {
 		t.Fatal(err)
 	}
 	data, err := os.ReadFile(path)
@@ -112,7 +99,7 @@ func TestFileStoreFormat(t *testing.T) {
 		t.Fatalf("file is not JSON: %v", err)
 	}
 	for key, want := range map[string]string{
-		"accessToken":  testJWT(t, exp),
+		"accessToken":  access,
 		"refreshToken": "refresh-xyz",
 		"expiry":       "2031-05-04T10:20:30Z",
 	} {
