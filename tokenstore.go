@@ -93,7 +93,8 @@ var (
 
 	// ErrUnsafeFile is wrapped by the errors of FileStore for a token file
 	// that it refuses to use: a symbolic link, something other than a
-	// regular file, or (on Unix) a file that other users may access.
+	// regular file, or (on Linux, macOS and the BSDs) a file that other
+	// users may access.
 	ErrUnsafeFile = errors.New("autorefresh: token file is unsafe")
 )
 
@@ -115,8 +116,7 @@ func (e *FileError) Unwrap() error { return e.Err }
 // fileError wraps err in a *FileError, dropping a *fs.PathError for path
 // itself so that the path is not named twice.
 func fileError(op, path string, err error) error {
-	var pe *fs.PathError
-	if errors.As(err, &pe) && pe.Path == path {
+	if pe, ok := err.(*fs.PathError); ok && pe.Path == path {
 		err = pe.Err
 	}
 	return &FileError{Op: op, Path: path, Err: err}
@@ -143,10 +143,11 @@ func fileError(op, path string, err error) error {
 // FileStore refuses a token file that is a symbolic link or not a regular
 // file: Load, Save and Clear return an error wrapping ErrUnsafeFile, so a
 // link planted at the path can neither feed it tokens nor receive them. On
-// Unix, Load also refuses a file that grants any permission to group or
-// others (as ssh does for private keys) rather than trusting tokens that
-// other users could have read or written; "chmod 600" fixes it, and Save
-// always writes a fresh file with mode 0600.
+// Linux, macOS and the BSDs, Load also refuses a file that grants any
+// permission to group or others (as ssh does for private keys) rather than
+// use tokens that other users could have read or written; "chmod 600" fixes
+// it, and Save always writes a fresh file with mode 0600. Errors name the
+// path and never hold token values.
 //
 // FileStore implements Locker; see Lock. It is safe for concurrent use by
 // multiple goroutines, and several FileStore values and processes may share
