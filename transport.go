@@ -60,6 +60,16 @@ func (s HeaderScheme) orDefault() HeaderScheme {
 	return s
 }
 
+// scheme returns the scheme in use: Scheme, or its default.
+func (t *Transport) scheme() HeaderScheme {
+	if t.Scheme == (HeaderScheme{}) {
+		if _, ok := t.Refresher.(*OAuth2); ok {
+			return BearerScheme
+		}
+	}
+	return t.Scheme.orDefault()
+}
+
 // Transport is an http.RoundTripper that authenticates requests with the
 // tokens of a TokenStore and keeps them fresh.
 //
@@ -91,12 +101,16 @@ type Transport struct {
 	Refresher Refresher
 
 	// Scheme says which headers carry the tokens. The zero value is
-	// DefaultScheme.
+	// BearerScheme when Refresher is an *OAuth2, so that the refresh token
+	// only goes to the token endpoint, and DefaultScheme otherwise.
 	Scheme HeaderScheme
 
 	// ShouldRefresh reports whether a response means the access token was
 	// refused, so that the Transport refreshes and replays the request. It
-	// must not read the response body. If nil, DefaultShouldRefresh is used.
+	// must not read the response body. If nil, BearerShouldRefresh is used
+	// when Scheme sends the Authorization header (BearerScheme), and
+	// DefaultShouldRefresh otherwise; the table of their reactions is in
+	// DefaultShouldRefresh's doc.
 	ShouldRefresh func(*http.Response) bool
 
 	// EarlyRefresh is how long before the access token expires a request
@@ -169,10 +183,31 @@ func (t *Transport) Stats() Stats {
 	}
 }
 
-// DefaultShouldRefresh reports whether resp refuses the access token: its
-// status is 403 Forbidden.
+// DefaultShouldRefresh is the ShouldRefresh policy of the header schemes
+// that do not use the Authorization header, such as DefaultScheme and
+// AccessOnlyScheme: it reports whether resp refuses the access token, which
+// their servers say with 403 Forbidden. BearerShouldRefresh is its
+// counterpart for BearerScheme, where a refused token is 401 Unauthorized
+// (RFC 6750 section 3.1).
+//
+// An error code in a WWW-Authenticate challenge (RFC 6750 section 3) takes
+// precedence over the status. The reactions of the two policies, where
+// "refresh" means refresh the tokens and send the request once more, and
+// "return" means return the response as is:
+//
+//	Response                                     DefaultShouldRefresh  BearerShouldRefresh
+//	401 or 403, error="invalid_token"            refresh               refresh
+//	401 or 403, error="insufficient_scope"       return                return
+//	401 or 403, error="invalid_request"          return                return
+//	401, any other challenge or none             return                refresh
+//	403, any other challenge or none             refresh               return
+//	any other status                             return                return
+//
+// A 403 with a Bearer scheme is a good token without the rights for the
+// request, or a refusal that is not about the token at all (GitHub answers
+// 403 when a rate limit is exceeded): a new token would not change it.
 func DefaultShouldRefresh(resp *http.Response) bool {
-	return resp.StatusCode == http.StatusForbidden
+	return refusesToken(resp, http.StatusForbidden)
 }
 
 // session is an immutable snapshot of the tokens in use, with the header
@@ -191,12 +226,30 @@ type session struct {
 	// err is set on the session that replaced one whose refresh token
 	// was rejected: requests sent with the old tokens fail with it.
 	err error
+
+	// retryAt, in Unix nanoseconds, holds back the next refresh ahead of
+	// expiry after one failed; zero: no failure.
+	retryAt atomic.Int64
+}
+
+// expired reports whether s holds tokens that expired at now (as far as is
+// known).
+func (s *session) expired(now time.Time) bool {
+	return s.err == nil && s.hasTokens() && !s.expiry.IsZero() && !now.Before(s.expiry)
+}
+
+// retryDue reports whether a refresh ahead of expiry may be tried at now:
+// the last one did not fail, or its back-off has passed, or the token
+// expired.
+func (s *session) retryDue(now time.Time) bool {
+	r := s.retryAt.Load()
+	return r == 0 || now.UnixNano() >= r || !now.Before(s.expiry)
 }
 
 func (s *session) hasTokens() bool { return s.access != nil || s.refresh != nil }
 
 func (t *Transport) newSession(tok Tokens) *session {
-	sc := t.Scheme.orDefault()
+	sc := t.scheme()
 	s := &session{
 		tokens:       tok,
 		accessName:   sc.AccessHeader,
@@ -267,7 +320,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return t.base().RoundTrip(req)
 	}
 	if !s.refreshAt.IsZero() {
-		if now := t.clock(); !now.Before(s.refreshAt) {
+		if now := t.clock(); !now.Before(s.refreshAt) && s.retryDue(now) {
 			if s, err = t.refreshAhead(ctx, s, now); err != nil {
 				closeBody(req)
 				return nil, err
@@ -323,8 +376,11 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 }
 
 func (t *Transport) shouldRefresh(resp *http.Response) bool {
-	if t.ShouldRefresh != nil {
+	switch {
+	case t.ShouldRefresh != nil:
 		return t.ShouldRefresh(resp)
+	case t.scheme().usesAuthorization():
+		return BearerShouldRefresh(resp)
 	}
 	return DefaultShouldRefresh(resp)
 }

@@ -1135,3 +1135,130 @@ func TestRedirectTokenPolicy(t *testing.T) {
 		})
 	}
 }
+
+func TestRefreshAheadBacksOffAfterFailure(t *testing.T) {
+	srv := newProtoServer(t)
+	issued := time.Now()
+	clock := newFakeClock(issued)
+	srv.jwtTTL, srv.jwtNow = 10*time.Minute, clock.now
+	tr, _ := srv.transport(srv.issue())
+	tr.now = clock.now
+	c := NewClient(nil, tr)
+	srv.refreshStatus.Store(503)
+	expiry := issued.Add(10 * time.Minute)
+	steps := []struct {
+		at    time.Time
+		heal  bool
+		calls int64
+	}{
+		{expiry.Add(-20 * time.Second), false, 1}, // due: tried, failed, sent with the old token
+		{expiry.Add(-19 * time.Second), false, 1}, // backing off
+		{expiry.Add(-16 * time.Second), false, 1},
+		{expiry.Add(-14 * time.Second), false, 2}, // 5 s later: tried again
+		{expiry.Add(-13 * time.Second), true, 2},  // healed, but still backing off
+		{expiry.Add(-8 * time.Second), false, 3},  // tried and refreshed
+		{expiry.Add(time.Minute), false, 3},       // the new token is good
+	}
+	for i, st := range steps {
+		clock.set(st.at)
+		if st.heal {
+			srv.refreshStatus.Store(0)
+		}
+		if code, _ := get(t, c, srv.URL+"/api/x"); code != 200 {
+			t.Errorf("step %d: status = %d; want 200", i, code)
+		}
+		if n := srv.refreshCalls.Load(); n != st.calls {
+			t.Errorf("step %d: refresh calls = %d; want %d", i, n, st.calls)
+		}
+	}
+	// An expired token is refreshed before it is sent, back-off or not.
+	srv.refreshStatus.Store(503)
+	clock.set(time.Now().Add(time.Hour))
+	_, err := c.Get(srv.URL + "/api/x")
+	if err == nil {
+		t.Fatal("request with an expired token and a failing endpoint succeeded")
+	}
+	clock.add(time.Millisecond)
+	c.Get(srv.URL + "/api/x")
+	if n := srv.refreshCalls.Load(); n != 5 {
+		t.Errorf("refresh calls with an expired token = %d; want 5 (no back-off once expired)", n)
+	}
+}
+
+func TestOAuth2DefaultsToBearer(t *testing.T) {
+	url, lines := rawServer(t)
+	tr := &Transport{
+		Store:     NewMemoryStore(Tokens{AccessToken: "A", RefreshToken: "R"}),
+		Refresher: &OAuth2{TokenURL: url + "/token"},
+	}
+	get(t, NewClient(nil, tr), url+"/x")
+	hdr := <-lines
+	if !contains(hdr, "Authorization: Bearer A") {
+		t.Errorf("header lines = %q; want Authorization: Bearer A", hdr)
+	}
+	for _, l := range hdr {
+		if strings.Contains(l, "R") && strings.HasPrefix(strings.ToLower(l), "refreshtoken") {
+			t.Errorf("refresh token sent to the API: %q", l)
+		}
+	}
+}
+
+// lockingStore is a MemoryStore that implements Locker in process.
+type lockingStore struct {
+	MemoryStore
+	mu    sync.Mutex
+	locks atomic.Int64
+}
+
+func (s *lockingStore) Lock(ctx context.Context) (func(), error) {
+	s.locks.Add(1)
+	s.mu.Lock()
+	return s.mu.Unlock, nil
+}
+
+func TestLockerAdoptsOrRefreshesStoredPair(t *testing.T) {
+	for _, expired := range []bool{false, true} {
+		name := map[bool]string{false: "fresh pair adopted", true: "expired pair refreshed"}[expired]
+		t.Run(name, func(t *testing.T) {
+			srv := newProtoServer(t)
+			mine := srv.stale()
+			// Another process refreshed: its pair is in the store, and
+			// my refresh token is spent.
+			theirs := srv.issue()
+			srv.mu.Lock()
+			srv.refresh[mine.RefreshToken] = true
+			srv.mu.Unlock()
+			if expired {
+				theirs.Expiry = time.Now().Add(-time.Second)
+				srv.mu.Lock()
+				delete(srv.access, theirs.AccessToken)
+				srv.mu.Unlock()
+			}
+			store := &lockingStore{}
+			var events []RefreshEvent
+			tr := &Transport{Store: store, Refresher: &Endpoint{URL: srv.URL + "/auth/refreshtoken"},
+				OnRefresh: func(e RefreshEvent) { events = append(events, e) }}
+			if err := tr.SetTokens(context.Background(), mine); err != nil {
+				t.Fatal(err)
+			}
+			store.MemoryStore.Save(context.Background(), theirs)
+
+			if code, _ := get(t, NewClient(nil, tr), srv.URL+"/api/x"); code != 200 {
+				t.Errorf("status = %d; want 200", code)
+			}
+			if n := srv.reuses.Load(); n != 0 {
+				t.Errorf("refresh token reuses = %d; want 0", n)
+			}
+			wantCalls := map[bool]int64{false: 0, true: 1}[expired]
+			if n := srv.refreshCalls.Load(); n != wantCalls {
+				t.Errorf("refresh calls = %d; want %d", n, wantCalls)
+			}
+			if n := store.locks.Load(); n != 1 {
+				t.Errorf("locks = %d; want 1", n)
+			}
+			if len(events) != 1 || events[0].Adopted == expired || events[0].Err != nil {
+				t.Errorf("events = %+v; want one successful event with Adopted = %v", events, !expired)
+			}
+		})
+	}
+}

@@ -1,0 +1,4 @@
+package autorefresh
+
+// CheckGoroutines lets the external tests use checkGoroutines.
+var CheckGoroutines = checkGoroutines

@@ -1,0 +1,795 @@
+package autorefresh
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+	"unicode"
+)
+
+// oauthServer is an httptest server with an OAuth 2.0 token endpoint at
+// /token (RFC 6749 sections 2.3.1, 5 and 6) and a resource server under
+// /api/ that takes bearer tokens (RFC 6750).
+type oauthServer struct {
+	*httptest.Server
+
+	// Set before the first request.
+	clientID, clientSecret string        // required client credentials; "" for none
+	expiresIn              string        // raw JSON value of expires_in; "" omits it
+	gate                   chan struct{} // not nil: token requests wait until it is closed
+
+	// Knobs, safe to change while serving.
+	noRotate     atomic.Bool            // answer without a refresh_token
+	tokenStatus  atomic.Int64           // non-zero: the token endpoint answers this status with tokenBody
+	tokenBody    atomic.Pointer[string] // set: the token endpoint answers with this body
+	tokenCT      atomic.Pointer[string] // Content-Type of tokenBody; nil: application/json
+	apiChallenge atomic.Pointer[string] // set: the API answers valid tokens with 403 and this challenge
+
+	mu       sync.Mutex      // guards the fields below
+	access   map[string]bool // valid access tokens
+	refresh  map[string]bool // refresh token -> spent
+	secrets  []string        // every token value issued
+	lastForm url.Values      // form of the last token request
+	lastHdr  http.Header     // header of the last token request
+
+	tokenCalls, apiCalls, api401s, reuses atomic.Int64
+}
+
+func newOAuthServer(t *testing.T) *oauthServer {
+	t.Helper()
+	s := &oauthServer{access: map[string]bool{}, refresh: map[string]bool{}, expiresIn: "3600"}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/token", s.serveToken)
+	mux.HandleFunc("/api/", s.serveAPI)
+	s.Server = httptest.NewServer(mux)
+	t.Cleanup(s.Close)
+	return s
+}
+
+// issue mints a valid pair.
+func (s *oauthServer) issue() Tokens {
+	tok := Tokens{AccessToken: "at-" + randomString(), RefreshToken: "rt-" + randomString()}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.access[tok.AccessToken] = true
+	s.refresh[tok.RefreshToken] = false
+	s.secrets = append(s.secrets, tok.AccessToken, tok.RefreshToken)
+	return tok
+}
+
+// stale returns a pair whose access token the API refuses but whose
+// refresh token is good.
+func (s *oauthServer) stale() Tokens {
+	tok := s.issue()
+	s.mu.Lock()
+	delete(s.access, tok.AccessToken)
+	s.mu.Unlock()
+	return tok
+}
+
+// expireAll makes every access token issued so far invalid.
+func (s *oauthServer) expireAll() {
+	s.mu.Lock()
+	clear(s.access)
+	s.mu.Unlock()
+}
+
+func (s *oauthServer) valid(access string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.access[access]
+}
+
+// issued returns every token value issued so far.
+func (s *oauthServer) issued() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.secrets...)
+}
+
+func (s *oauthServer) last() (url.Values, http.Header) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.lastForm, s.lastHdr
+}
+
+// oauthError writes an error answer of RFC 6749 section 5.2.
+func oauthError(w http.ResponseWriter, status int, code, desc string) {
+	w.Header().Set("Content-Type", "application/json;charset=UTF-8")
+	w.Header().Set("Cache-Control", "no-store")
+	if status == http.StatusUnauthorized {
+		w.Header().Set("WWW-Authenticate", `Basic realm="token"`)
+	}
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(map[string]string{"error": code, "error_description": desc})
+}
+
+func (s *oauthServer) serveToken(w http.ResponseWriter, r *http.Request) {
+	s.tokenCalls.Add(1)
+	if s.gate != nil {
+		select {
+		case <-s.gate:
+		case <-r.Context().Done():
+			return
+		}
+	}
+	if r.Method != http.MethodPost {
+		oauthError(w, http.StatusMethodNotAllowed, "invalid_request", "POST only")
+		return
+	}
+	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt != "application/x-www-form-urlencoded" {
+		oauthError(w, http.StatusBadRequest, "invalid_request", "want a form")
+		return
+	}
+	if err := r.ParseForm(); err != nil {
+		oauthError(w, http.StatusBadRequest, "invalid_request", "bad form")
+		return
+	}
+	s.mu.Lock()
+	s.lastForm, s.lastHdr = r.PostForm, r.Header.Clone()
+	s.mu.Unlock()
+
+	if body := s.tokenBody.Load(); body != nil {
+		ct := "application/json"
+		if p := s.tokenCT.Load(); p != nil {
+			ct = *p
+		}
+		w.Header().Set("Content-Type", ct)
+		if code := s.tokenStatus.Load(); code != 0 {
+			w.WriteHeader(int(code))
+		}
+		io.WriteString(w, *body)
+		return
+	}
+
+	// Client authentication (RFC 6749 section 2.3.1): the Basic user and
+	// password are form-urlencoded; a client uses one method only.
+	id, secret := r.PostForm.Get("client_id"), r.PostForm.Get("client_secret")
+	if user, pass, ok := r.BasicAuth(); ok {
+		if r.PostForm.Has("client_secret") {
+			oauthError(w, http.StatusBadRequest, "invalid_request", "more than one client authentication method")
+			return
+		}
+		var err1, err2 error
+		id, err1 = url.QueryUnescape(user)
+		secret, err2 = url.QueryUnescape(pass)
+		if err1 != nil || err2 != nil {
+			oauthError(w, http.StatusUnauthorized, "invalid_client", "bad encoding")
+			return
+		}
+	}
+	if s.clientID != "" && (id != s.clientID || secret != s.clientSecret) {
+		oauthError(w, http.StatusUnauthorized, "invalid_client", "Client authentication failed")
+		return
+	}
+	if gt := r.PostForm.Get("grant_type"); gt != "refresh_token" {
+		oauthError(w, http.StatusBadRequest, "unsupported_grant_type", gt)
+		return
+	}
+
+	rt := r.PostForm.Get("refresh_token")
+	s.mu.Lock()
+	spent, ok := s.refresh[rt]
+	if ok && !spent && !s.noRotate.Load() {
+		s.refresh[rt] = true
+	}
+	s.mu.Unlock()
+	if !ok || spent {
+		if spent {
+			s.reuses.Add(1)
+		}
+		// Servers do echo what they got; the client must redact it.
+		oauthError(w, http.StatusBadRequest, "invalid_grant", "refresh token "+rt+" is invalid, expired or revoked")
+		return
+	}
+	tok := s.issue()
+	answer := map[string]any{"access_token": tok.AccessToken, "token_type": "Bearer"}
+	if !s.noRotate.Load() {
+		answer["refresh_token"] = tok.RefreshToken
+	}
+	if s.expiresIn != "" {
+		answer["expires_in"] = json.RawMessage(s.expiresIn)
+	}
+	w.Header().Set("Content-Type", "application/json;charset=UTF-8")
+	w.Header().Set("Cache-Control", "no-store")
+	json.NewEncoder(w).Encode(answer)
+}
+
+func (s *oauthServer) serveAPI(w http.ResponseWriter, r *http.Request) {
+	s.apiCalls.Add(1)
+	access, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok || !s.valid(access) {
+		s.api401s.Add(1)
+		w.Header().Set("WWW-Authenticate", `Bearer realm="api", error="invalid_token", error_description="The access token expired"`)
+		http.Error(w, "unauthorized", http.StatusUnauthorized)
+		return
+	}
+	if c := s.apiChallenge.Load(); c != nil {
+		w.Header().Set("WWW-Authenticate", *c)
+		http.Error(w, "forbidden", http.StatusForbidden)
+		return
+	}
+	fmt.Fprintf(w, "%s %s", r.Method, r.URL.Path)
+}
+
+// refresher returns an OAuth2 for s's token endpoint, with a fixed clock.
+func (s *oauthServer) refresher(now time.Time) *OAuth2 {
+	return &OAuth2{TokenURL: s.URL + "/token", ClientID: s.clientID, ClientSecret: s.clientSecret,
+		now: func() time.Time { return now }}
+}
+
+var testNow = time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
+
+func TestOAuth2Refresh(t *testing.T) {
+	srv := newOAuthServer(t)
+	srv.clientID, srv.clientSecret = "client", "secret"
+	cur := srv.issue()
+	got, err := srv.refresher(testNow).Refresh(context.Background(), cur)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !srv.valid(got.AccessToken) {
+		t.Errorf("access token %q is not one the server issued", got.AccessToken)
+	}
+	if got.RefreshToken == "" || got.RefreshToken == cur.RefreshToken {
+		t.Errorf("refresh token = %q; want the rotated one", got.RefreshToken)
+	}
+	if want := testNow.Add(time.Hour); !got.Expiry.Equal(want) {
+		t.Errorf("expiry = %v; want %v", got.Expiry, want)
+	}
+	form, hdr := srv.last()
+	if g := form.Get("grant_type"); g != "refresh_token" {
+		t.Errorf("grant_type = %q; want refresh_token", g)
+	}
+	if g := form.Get("refresh_token"); g != cur.RefreshToken {
+		t.Errorf("refresh_token = %q; want the current one", g)
+	}
+	if form.Has("scope") {
+		t.Errorf("scope = %q; want none when Scopes is empty", form.Get("scope"))
+	}
+	if g := hdr.Get("Accept"); g != "application/json" {
+		t.Errorf("Accept = %q; want application/json", g)
+	}
+	for k, v := range hdr {
+		if strings.Contains(strings.Join(v, " "), cur.AccessToken) {
+			t.Errorf("header %s carries the access token; want it never sent to the token endpoint", k)
+		}
+	}
+	for k, v := range form {
+		if strings.Contains(strings.Join(v, " "), cur.AccessToken) {
+			t.Errorf("form field %s carries the access token", k)
+		}
+	}
+}
+
+func TestOAuth2KeepsRefreshTokenWhenNotRotated(t *testing.T) {
+	srv := newOAuthServer(t)
+	srv.noRotate.Store(true)
+	cur := srv.issue()
+	got, err := srv.refresher(testNow).Refresh(context.Background(), cur)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.RefreshToken != cur.RefreshToken {
+		t.Errorf("refresh token = %q; want the current one %q kept", got.RefreshToken, cur.RefreshToken)
+	}
+	if got.AccessToken == cur.AccessToken || !srv.valid(got.AccessToken) {
+		t.Errorf("access token = %q; want a new valid one", got.AccessToken)
+	}
+}
+
+func TestOAuth2ExpiresIn(t *testing.T) {
+	tests := []struct {
+		raw  string // JSON value; "" omits expires_in
+		want time.Duration
+	}{
+		{"3600", time.Hour},
+		{`"3600"`, time.Hour},
+		{"3599.9", 3599 * time.Second},
+		{`" 60 "`, time.Minute},
+		{"1", time.Second},
+		{"", 0},
+		{"0", 0},
+		{"-5", 0},
+		{`"soon"`, 0},
+		{`""`, 0},
+		{"null", 0},
+		{"1e300", 0},
+		{`"NaN"`, 0},
+		{"true", 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.raw, func(t *testing.T) {
+			srv := newOAuthServer(t)
+			srv.expiresIn = tt.raw
+			got, err := srv.refresher(testNow).Refresh(context.Background(), srv.issue())
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := time.Time{}
+			if tt.want != 0 {
+				want = testNow.Add(tt.want)
+			}
+			if !got.Expiry.Equal(want) {
+				t.Errorf("expiry = %v; want %v", got.Expiry, want)
+			}
+		})
+	}
+}
+
+func TestOAuth2ClientAuth(t *testing.T) {
+	const id, secret = "my client:1/ä+&=%", "s3:cr t+/%&=\"ü"
+	tests := []struct {
+		name         string
+		id, secret   string
+		style        AuthStyle
+		wantBasic    string // raw Basic user:password; "" for no Authorization header
+		wantID       string // client_id form field
+		wantSecret   string
+		wantNoSecret bool
+	}{
+		{name: "basic", id: id, secret: secret, style: AuthStyleInHeader,
+			wantBasic: url.QueryEscape(id) + ":" + url.QueryEscape(secret)},
+		{name: "in params", id: id, secret: secret, style: AuthStyleInParams,
+			wantID: id, wantSecret: secret},
+		{name: "public client", id: id, style: AuthStyleInHeader, wantID: id, wantNoSecret: true},
+		{name: "no client", wantNoSecret: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := newOAuthServer(t)
+			srv.clientID, srv.clientSecret = tt.id, tt.secret
+			o := srv.refresher(testNow)
+			o.AuthStyle = tt.style
+			if _, err := o.Refresh(context.Background(), srv.issue()); err != nil {
+				t.Fatalf("refresh: %v; want the server to accept the client", err)
+			}
+			form, hdr := srv.last()
+			req := &http.Request{Header: hdr}
+			user, pass, ok := req.BasicAuth()
+			switch {
+			case tt.wantBasic == "" && hdr.Get("Authorization") != "":
+				t.Errorf("Authorization header sent; want none")
+			case tt.wantBasic != "" && (!ok || user+":"+pass != tt.wantBasic):
+				t.Errorf("Basic credentials = %q; want %q", user+":"+pass, tt.wantBasic)
+			}
+			if g := form.Get("client_id"); g != tt.wantID {
+				t.Errorf("client_id = %q; want %q", g, tt.wantID)
+			}
+			if g := form.Get("client_secret"); g != tt.wantSecret || tt.wantNoSecret && form.Has("client_secret") {
+				t.Errorf("client_secret = %q (present %v); want %q", g, form.Has("client_secret"), tt.wantSecret)
+			}
+		})
+	}
+}
+
+func TestOAuth2WrongClientSecret(t *testing.T) {
+	for _, style := range []AuthStyle{AuthStyleInHeader, AuthStyleInParams} {
+		srv := newOAuthServer(t)
+		srv.clientID, srv.clientSecret = "client", "right"
+		o := srv.refresher(testNow)
+		o.AuthStyle, o.ClientSecret = style, "wrong"
+		_, err := o.Refresh(context.Background(), srv.issue())
+		var re *RefreshError
+		if !errors.As(err, &re) || re.ErrorCode != "invalid_client" || re.StatusCode != 401 {
+			t.Errorf("style %d: error = %v; want a *RefreshError with invalid_client and 401", style, err)
+		}
+		if errors.Is(err, ErrSessionExpired) {
+			t.Errorf("style %d: invalid_client ends the session; want a transient error", style)
+		}
+	}
+}
+
+func TestOAuth2InvalidGrant(t *testing.T) {
+	srv := newOAuthServer(t)
+	cur := srv.stale()
+	srv.mu.Lock()
+	srv.refresh[cur.RefreshToken] = true // spent
+	srv.mu.Unlock()
+	_, err := srv.refresher(testNow).Refresh(context.Background(), cur)
+	if !errors.Is(err, ErrSessionExpired) {
+		t.Fatalf("error = %v; want one wrapping ErrSessionExpired", err)
+	}
+	var re *RefreshError
+	if !errors.As(err, &re) {
+		t.Fatalf("error = %T; want *RefreshError", err)
+	}
+	if re.StatusCode != 400 || re.ErrorCode != "invalid_grant" || !re.SessionExpired() {
+		t.Errorf("got status %d code %q expired %v; want 400 invalid_grant true", re.StatusCode, re.ErrorCode, re.SessionExpired())
+	}
+	if !strings.Contains(re.Description, "is invalid, expired or revoked") {
+		t.Errorf("description = %q; want the server's description", re.Description)
+	}
+	for _, s := range []string{err.Error(), fmt.Sprintf("%v", err), fmt.Sprintf("%+v", re), fmt.Sprintf("%#v", re), re.Description} {
+		if strings.Contains(s, cur.RefreshToken) {
+			t.Errorf("%q holds the refresh token; want it redacted", s)
+		}
+	}
+}
+
+func TestOAuth2Errors(t *testing.T) {
+	big := `{"access_token":"` + strings.Repeat("a", 2<<10) + `"}`
+	tests := []struct {
+		name       string
+		status     int // 0: 200
+		ct         string
+		body       string
+		wantStatus int
+		wantCode   string
+		wantErr    error // wrapped, if not nil
+		expired    bool
+	}{
+		{name: "invalid_client", status: 401, body: `{"error":"invalid_client"}`, wantStatus: 401, wantCode: "invalid_client"},
+		{name: "unauthorized_client", status: 400, body: `{"error":"unauthorized_client","error_description":"no refresh for you"}`,
+			wantStatus: 400, wantCode: "unauthorized_client"},
+		{name: "invalid_scope", status: 400, body: `{"error":"invalid_scope"}`, wantStatus: 400, wantCode: "invalid_scope"},
+		{name: "invalid_grant", status: 400, body: `{"error":"invalid_grant"}`, wantStatus: 400, wantCode: "invalid_grant", expired: true},
+		{name: "invalid_grant as form", status: 400, ct: "application/x-www-form-urlencoded",
+			body: "error=invalid_grant&error_description=expired", wantStatus: 400, wantCode: "invalid_grant", expired: true},
+		{name: "GitHub error in a 200", body: `{"error":"bad_refresh_token","error_description":"The refresh token passed is incorrect or expired."}`,
+			wantStatus: 200, wantCode: "bad_refresh_token", expired: true},
+		{name: "500 JSON", status: 500, body: `{"error":"server_error"}`, wantStatus: 500, wantCode: "server_error"},
+		{name: "502 HTML page", status: 502, ct: "text/html", body: "<html><body><h1>502 Bad Gateway</h1></body></html>", wantStatus: 502},
+		{name: "503 empty", status: 503, body: "", wantStatus: 503},
+		{name: "400 HTML page", status: 400, ct: "text/html", body: "<html>Bad Request</html>", wantStatus: 400},
+		{name: "401 empty", status: 401, body: "", wantStatus: 401},
+		{name: "redirect", status: 302, body: "", wantStatus: 302},
+		{name: "200 not JSON", ct: "text/html", body: "<html>login</html>", wantStatus: 200},
+		{name: "200 without access_token", body: `{"token_type":"Bearer"}`, wantStatus: 200, wantErr: errNoAccessToken},
+		{name: "200 mac token", body: `{"access_token":"x","token_type":"mac"}`, wantStatus: 200},
+		{name: "200 wrong types", body: `{"access_token":42}`, wantStatus: 200},
+		{name: "oversized", body: big, wantStatus: 200},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := newOAuthServer(t)
+			srv.tokenStatus.Store(int64(tt.status))
+			srv.tokenBody.Store(&tt.body)
+			if tt.ct != "" {
+				srv.tokenCT.Store(&tt.ct)
+			}
+			if tt.status == 302 {
+				srv.Config.Handler = http.RedirectHandler(srv.URL+"/api/elsewhere", http.StatusFound)
+			}
+			o := srv.refresher(testNow)
+			o.MaxResponseBytes = 1 << 10
+			_, err := o.Refresh(context.Background(), Tokens{AccessToken: "access-" + randomString(), RefreshToken: "refresh-" + randomString()})
+			var re *RefreshError
+			if !errors.As(err, &re) {
+				t.Fatalf("error = %v; want a *RefreshError", err)
+			}
+			if re.StatusCode != tt.wantStatus || re.ErrorCode != tt.wantCode {
+				t.Errorf("got status %d code %q; want %d %q", re.StatusCode, re.ErrorCode, tt.wantStatus, tt.wantCode)
+			}
+			if g := errors.Is(err, ErrSessionExpired); g != tt.expired {
+				t.Errorf("session expired = %v; want %v (error %v)", g, tt.expired, err)
+			}
+			if tt.wantErr != nil && !errors.Is(err, tt.wantErr) {
+				t.Errorf("error = %v; want one wrapping %v", err, tt.wantErr)
+			}
+			if n := srv.apiCalls.Load(); n != 0 {
+				t.Errorf("API calls = %d; want 0 (redirects are not followed)", n)
+			}
+		})
+	}
+}
+
+func TestOAuth2DescriptionIsSanitized(t *testing.T) {
+	cur := Tokens{AccessToken: "access-VALUE-123", RefreshToken: "refresh-VALUE-456"}
+	const secret = "client-SECRET-789"
+	desc := "got " + cur.RefreshToken + " and " + cur.AccessToken + " from client with " + secret +
+		"\r\nlevel=ERROR injected" + strings.Repeat(" ü", 1000)
+	body, _ := json.Marshal(map[string]string{"error": "invalid_request", "error_description": desc})
+	srv := newOAuthServer(t)
+	srv.tokenStatus.Store(400)
+	b := string(body)
+	srv.tokenBody.Store(&b)
+	o := srv.refresher(testNow)
+	o.ClientID, o.ClientSecret = "client", secret
+	_, err := o.Refresh(context.Background(), cur)
+	var re *RefreshError
+	if !errors.As(err, &re) {
+		t.Fatalf("error = %v; want a *RefreshError", err)
+	}
+	for _, s := range []string{cur.AccessToken, cur.RefreshToken, secret, "\r", "\n"} {
+		if strings.Contains(err.Error(), s) || strings.Contains(fmt.Sprintf("%+v", re), s) {
+			t.Errorf("error %q contains %q; want it redacted", err, s)
+		}
+	}
+	if !strings.Contains(re.Description, "got "+redacted+" and "+redacted) {
+		t.Errorf("description = %q; want the tokens replaced by %s", re.Description, redacted)
+	}
+	if n := len(re.Description); n > maxDescription {
+		t.Errorf("description is %d bytes; want at most %d", n, maxDescription)
+	}
+}
+
+func TestOAuth2ScopesAndParams(t *testing.T) {
+	srv := newOAuthServer(t)
+	o := srv.refresher(testNow)
+	o.Scopes = []string{"read:user", "repo"}
+	o.Params = url.Values{"audience": {"https://api.example.com"}, "grant_type": {"password"}, "refresh_token": {"other"}}
+	cur := srv.issue()
+	if _, err := o.Refresh(context.Background(), cur); err != nil {
+		t.Fatal(err)
+	}
+	form, _ := srv.last()
+	want := map[string]string{"scope": "read:user repo", "audience": "https://api.example.com",
+		"grant_type": "refresh_token", "refresh_token": cur.RefreshToken}
+	for k, v := range want {
+		if g := form[k]; len(g) != 1 || g[0] != v {
+			t.Errorf("form %s = %q; want [%q]", k, g, v)
+		}
+	}
+	if o.Params.Get("grant_type") != "password" {
+		t.Error("Refresh modified o.Params")
+	}
+}
+
+func TestOAuth2FormEncodedAnswer(t *testing.T) {
+	srv := newOAuthServer(t)
+	body, ct := "access_token=new-access&token_type=bearer&expires_in=60&scope=repo", "application/x-www-form-urlencoded; charset=utf-8"
+	srv.tokenBody.Store(&body)
+	srv.tokenCT.Store(&ct)
+	got, err := srv.refresher(testNow).Refresh(context.Background(), Tokens{AccessToken: "a", RefreshToken: "r"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Tokens{AccessToken: "new-access", RefreshToken: "r", Expiry: testNow.Add(time.Minute)}
+	if got.AccessToken != want.AccessToken || got.RefreshToken != want.RefreshToken || !got.Expiry.Equal(want.Expiry) {
+		t.Errorf("got %+v (access %q); want %+v", got, got.AccessToken, want)
+	}
+}
+
+func TestOAuth2RefusesBeforeSending(t *testing.T) {
+	fail := roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		t.Errorf("request to %s sent; want none", r.URL)
+		return nil, errors.New("unreachable")
+	})
+	tests := []struct {
+		name    string
+		url     string
+		cur     Tokens
+		expired bool
+	}{
+		{"no refresh token", "https://auth.example.com/token", Tokens{AccessToken: "a"}, true},
+		{"plain http", "http://auth.example.com/token", Tokens{RefreshToken: "r"}, false},
+		{"other scheme", "ftp://auth.example.com/token", Tokens{RefreshToken: "r"}, false},
+		{"empty URL", "", Tokens{RefreshToken: "r"}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := (&OAuth2{TokenURL: tt.url, Base: fail}).Refresh(context.Background(), tt.cur)
+			var re *RefreshError
+			if !errors.As(err, &re) {
+				t.Fatalf("error = %v; want a *RefreshError", err)
+			}
+			if g := errors.Is(err, ErrSessionExpired); g != tt.expired {
+				t.Errorf("session expired = %v; want %v", g, tt.expired)
+			}
+		})
+	}
+}
+
+// TestOAuth2InvalidClientKeepsTokens runs a Transport against a token
+// endpoint that refuses the client: the error reaches the caller and the
+// tokens stay, in the store and in use.
+func TestOAuth2InvalidClientKeepsTokens(t *testing.T) {
+	srv := newOAuthServer(t)
+	srv.clientID, srv.clientSecret = "client", "right"
+	stale := srv.stale()
+	store := NewMemoryStore(stale)
+	o := srv.refresher(testNow)
+	o.ClientSecret = "wrong"
+	var events []RefreshEvent
+	tr := &Transport{Store: store, Refresher: o, Scheme: BearerScheme, OnRefresh: func(e RefreshEvent) { events = append(events, e) }}
+	_, err := NewClient(nil, tr).Get(srv.URL + "/api/x")
+	var re *RefreshError
+	if !errors.As(err, &re) || re.ErrorCode != "invalid_client" {
+		t.Fatalf("error = %v; want a *RefreshError with invalid_client", err)
+	}
+	if saved, _ := store.Load(context.Background()); saved != stale {
+		t.Errorf("store holds %v; want the tokens kept", saved)
+	}
+	if cur, err := tr.Tokens(context.Background()); err != nil || cur != stale {
+		t.Errorf("tokens in use = %v, %v; want the old ones", cur, err)
+	}
+	if len(events) != 1 || events[0].SessionEnded || events[0].Err == nil {
+		t.Errorf("events = %+v; want one failure that did not end the session", events)
+	}
+}
+
+// TestBearerRefreshesOn401 sends a request with a stale token through a
+// Transport with BearerScheme: the 401 invalid_token causes one refresh and
+// one replay.
+func TestBearerRefreshesOn401(t *testing.T) {
+	srv := newOAuthServer(t)
+	srv.clientID, srv.clientSecret = "client", "secret"
+	store := NewMemoryStore(srv.stale())
+	tr := &Transport{Store: store, Refresher: srv.refresher(testNow), Scheme: BearerScheme}
+	c := NewClient(nil, tr)
+	for i := range 3 {
+		if code, body := get(t, c, srv.URL+"/api/x"); code != 200 || body != "GET /api/x" {
+			t.Errorf("request %d: got %d %q; want 200 %q", i, code, body, "GET /api/x")
+		}
+	}
+	if n := srv.tokenCalls.Load(); n != 1 {
+		t.Errorf("token calls = %d; want 1", n)
+	}
+	if n := srv.apiCalls.Load(); n != 4 {
+		t.Errorf("API calls = %d; want 4 (refused, replay, then two with the new token)", n)
+	}
+	if s := tr.Stats(); s.Replays != 1 || s.Refreshes != 1 {
+		t.Errorf("stats = %+v; want 1 replay and 1 refresh", s)
+	}
+	saved, _ := store.Load(context.Background())
+	if !srv.valid(saved.AccessToken) || !saved.Expiry.Equal(testNow.Add(time.Hour)) {
+		t.Errorf("store holds %v; want the new pair expiring at %v", saved, testNow.Add(time.Hour))
+	}
+}
+
+// TestBearerRefusalsPassThrough checks the responses that a Transport with
+// BearerScheme returns as they are, without refreshing.
+func TestBearerRefusalsPassThrough(t *testing.T) {
+	tests := []struct {
+		name      string
+		challenge string
+	}{
+		{"403 insufficient_scope", `Bearer realm="api", error="insufficient_scope", scope="repo admin"`},
+		{"403 without challenge", ""},
+		{"403 invalid_request", `Bearer error="invalid_request"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := newOAuthServer(t)
+			srv.apiChallenge.Store(&tt.challenge)
+			tr := &Transport{Store: NewMemoryStore(srv.issue()), Refresher: srv.refresher(testNow), Scheme: BearerScheme}
+			resp, err := NewClient(nil, tr).Get(srv.URL + "/api/x")
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 403 || !strings.Contains(string(body), "forbidden") {
+				t.Errorf("got %d %q; want the 403 with its body", resp.StatusCode, body)
+			}
+			if g := resp.Header.Get("WWW-Authenticate"); g != tt.challenge {
+				t.Errorf("challenge = %q; want %q", g, tt.challenge)
+			}
+			if n := srv.tokenCalls.Load(); n != 0 {
+				t.Errorf("token calls = %d; want 0", n)
+			}
+			if n := srv.apiCalls.Load(); n != 1 {
+				t.Errorf("API calls = %d; want 1", n)
+			}
+		})
+	}
+}
+
+// TestBearer401InsufficientScope: a 401 that names insufficient_scope is
+// not a reason to refresh either.
+func TestBearer401InsufficientScope(t *testing.T) {
+	var apiCalls atomic.Int64
+	srv := newOAuthServer(t)
+	mux := srv.Config.Handler
+	srv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/token" {
+			mux.ServeHTTP(w, r)
+			return
+		}
+		apiCalls.Add(1)
+		w.Header().Set("WWW-Authenticate", `Bearer error="insufficient_scope"`)
+		w.WriteHeader(http.StatusUnauthorized)
+	})
+	tr := &Transport{Store: NewMemoryStore(srv.issue()), Refresher: srv.refresher(testNow), Scheme: BearerScheme}
+	if code, _ := get(t, NewClient(nil, tr), srv.URL+"/api/x"); code != 401 {
+		t.Errorf("status = %d; want 401", code)
+	}
+	if n := srv.tokenCalls.Load(); n != 0 {
+		t.Errorf("token calls = %d; want 0", n)
+	}
+	if n := apiCalls.Load(); n != 1 {
+		t.Errorf("API calls = %d; want 1", n)
+	}
+}
+
+// TestHeaderSchemeInsufficientScope: with the header protocol, a 403 that
+// names insufficient_scope is passed through while a bare 403 refreshes.
+func TestHeaderSchemeInsufficientScope(t *testing.T) {
+	srv := newProtoServer(t)
+	h := srv.Config.Handler
+	srv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/api/scoped" {
+			srv.apiCalls.Add(1)
+			w.Header().Set("WWW-Authenticate", `Bearer error="insufficient_scope"`)
+			w.WriteHeader(http.StatusForbidden)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+	tr, _ := srv.transport(srv.stale())
+	c := NewClient(nil, tr)
+	if code, _ := get(t, c, srv.URL+"/api/scoped"); code != 403 {
+		t.Errorf("status = %d; want 403", code)
+	}
+	if n := srv.refreshCalls.Load(); n != 0 {
+		t.Errorf("refresh calls after insufficient_scope = %d; want 0", n)
+	}
+	if code, _ := get(t, c, srv.URL+"/api/x"); code != 200 {
+		t.Errorf("status = %d; want 200 after a refresh", code)
+	}
+	if n := srv.refreshCalls.Load(); n != 1 {
+		t.Errorf("refresh calls after a bare 403 = %d; want 1", n)
+	}
+}
+
+func FuzzDecodeTokenResponse(f *testing.F) {
+	for _, s := range []string{
+		`{"access_token":"a","token_type":"Bearer","expires_in":3600,"refresh_token":"r"}`,
+		`{"access_token":"a","expires_in":"3600"}`,
+		`{"error":"invalid_grant","error_description":"bad"}`,
+		`{"expires_in":1e999}`,
+		`{"expires_in":"\u0000"}`,
+		`<html></html>`,
+		`access_token=a&expires_in=60`,
+		``,
+	} {
+		f.Add("application/json", s)
+		f.Add("application/x-www-form-urlencoded", s)
+	}
+	f.Fuzz(func(t *testing.T, ct, body string) {
+		tr, err := decodeTokenResponse(ct, []byte(body))
+		if err != nil && tr != (tokenResponse{}) {
+			t.Errorf("got %+v with error %v; want a zero response", tr, err)
+		}
+		if tr.ExpiresIn < 0 || tr.ExpiresIn > maxExpiresIn {
+			t.Errorf("expires_in = %d; want 0..%d", tr.ExpiresIn, maxExpiresIn)
+		}
+		if tr.AccessToken != "" {
+			tok, err := tr.tokens(Tokens{RefreshToken: "r"}, testNow, 200)
+			if err == nil && (tok.RefreshToken == "" || !tok.Expiry.IsZero() && !tok.Expiry.After(testNow)) {
+				t.Errorf("tokens = %+v; want a refresh token and no expiry in the past", tok)
+			}
+		}
+		const secret = "SECRETX"
+		d := sanitize(tr.ErrorDescription+body, maxDescription, []string{secret})
+		if len(d) > maxDescription || strings.Contains(d, secret) || strings.ContainsFunc(d, unicode.IsControl) {
+			t.Errorf("sanitize(%q) = %q; want at most %d bytes, no %s, no control characters",
+				tr.ErrorDescription+body, d, maxDescription, secret)
+		}
+	})
+}
+
+func TestSanitize(t *testing.T) {
+	tests := []struct {
+		in      string
+		limit   int
+		secrets []string
+		want    string
+	}{
+		{"token abc leaked", 64, []string{"abc"}, "token [redacted] leaked"},
+		{"short r and a", 64, []string{"a", "r"}, "sho[redacted]t [redacted] [redacted]nd [redacted]"},
+		{"abcdef and abc", 64, []string{"abc", "abcdef", ""}, "[redacted] and [redacted]"},
+		{"line\r\nbreak\x00", 64, nil, "line  break "},
+		{"bad \xff byte", 64, nil, "bad   byte"},
+		{"ééééé", 8, nil, "éé..."},
+		{"0123456789", 10, nil, "0123456789"},
+		{"0123456789a", 10, nil, "0123456..."},
+	}
+	for _, tt := range tests {
+		if got := sanitize(tt.in, tt.limit, tt.secrets); got != tt.want {
+			t.Errorf("sanitize(%q, %d, %q) = %q; want %q", tt.in, tt.limit, tt.secrets, got, tt.want)
+		}
+	}
+}
