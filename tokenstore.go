@@ -143,10 +143,10 @@ func fileError(op, path string, err error) error {
 // FileStore refuses a token file that is a symbolic link or not a regular
 // file: Load, Save and Clear return an error wrapping ErrUnsafeFile, so a
 // link planted at the path can neither feed it tokens nor receive them. On
-// Linux, macOS and the BSDs, Load also refuses a file that grants any
-// permission to group or others (as ssh does for private keys) rather than
-// use tokens that other users could have read or written; "chmod 600" fixes
-// it, and Save always writes a fresh file with mode 0600. Errors name the
+// Linux, macOS and the BSDs, Load also refuses a file that group or others
+// may write (its tokens could have been planted; "chmod 600" fixes it), and
+// takes the read permission of group and others away from a file that
+// grants it. Save always writes a fresh file with mode 0600. Errors name the
 // path and never hold token values.
 //
 // FileStore implements Locker; see Lock. It is safe for concurrent use by
@@ -217,7 +217,7 @@ func readTokenFile(path string) ([]byte, error) {
 	if err := checkFileType(fi); err != nil {
 		return nil, err
 	}
-	if err := checkPrivate(fi); err != nil {
+	if err := checkPrivate(f, fi); err != nil {
 		return nil, err
 	}
 	data, err := io.ReadAll(io.LimitReader(f, maxTokenFileSize+1))

@@ -290,13 +290,13 @@ func TestFileStoreUnsafe(t *testing.T) {
 }
 
 // TestFileStoreOpenPermissions checks that Load refuses a token file that
-// other users may access, like ssh refuses such a private key.
+// other users may write, and makes one that they may read private.
 func TestFileStoreOpenPermissions(t *testing.T) {
-	if checkPrivate(fakeMode(0o644)) == nil {
+	if !crossProcessLock {
 		t.Skip("permissions are not checked on " + runtime.GOOS)
 	}
 	ctx := context.Background()
-	for _, mode := range []fs.FileMode{0o644, 0o640, 0o604, 0o660, 0o602, 0o666} {
+	for _, mode := range []fs.FileMode{0o644, 0o640, 0o604, 0o660, 0o602, 0o666, 0o620} {
 		t.Run(fmt.Sprintf("%#o", mode), func(t *testing.T) {
 			path := tokenPath(t)
 			s := NewFileStore(path)
@@ -307,6 +307,15 @@ func TestFileStoreOpenPermissions(t *testing.T) {
 				t.Fatal(err)
 			}
 			_, err := s.Load(ctx)
+			if mode&0o022 == 0 {
+				if err != nil {
+					t.Fatalf("Load of a file with mode %#o: %v", mode, err)
+				}
+				if fi, _ := os.Stat(path); fi.Mode().Perm() != mode&0o700 {
+					t.Errorf("mode after Load = %#o; want %#o", fi.Mode().Perm(), mode&0o700)
+				}
+				return
+			}
 			if !errors.Is(err, ErrUnsafeFile) {
 				t.Fatalf("Load of a file with mode %#o: error = %v; want ErrUnsafeFile", mode, err)
 			}
@@ -328,15 +337,6 @@ func TestFileStoreOpenPermissions(t *testing.T) {
 		t.Errorf("Load of a file with mode 0400: %v", err)
 	}
 }
-
-type fakeMode fs.FileMode
-
-func (m fakeMode) Name() string       { return "f" }
-func (m fakeMode) Size() int64        { return 0 }
-func (m fakeMode) Mode() fs.FileMode  { return fs.FileMode(m) }
-func (m fakeMode) ModTime() time.Time { return time.Time{} }
-func (m fakeMode) IsDir() bool        { return false }
-func (m fakeMode) Sys() any           { return nil }
 
 func TestFileStoreClear(t *testing.T) {
 	ctx := context.Background()

@@ -26,11 +26,18 @@ func openNoFollow(path string) (*os.File, error) {
 	return f, err
 }
 
-// checkPrivate refuses a token file that grants any access to group or
-// others.
-func checkPrivate(fi fs.FileInfo) error {
-	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
-		return fmt.Errorf("%w: mode %#o lets other users access it (want 0600; run chmod 600 on it)", ErrUnsafeFile, perm)
+// checkPrivate makes sure that only the owner can use the token file f:
+// it refuses a file that group or others may write (its tokens could have
+// been planted) and takes away the read permission of group and others.
+func checkPrivate(f *os.File, fi fs.FileInfo) error {
+	perm := fi.Mode().Perm()
+	if perm&0o022 != 0 {
+		return fmt.Errorf("%w: mode %#o lets other users write it (want 0600; run chmod 600 on it)", ErrUnsafeFile, perm)
+	}
+	if perm&0o044 != 0 {
+		if err := f.Chmod(perm &^ 0o077); err != nil {
+			return fmt.Errorf("%w: mode %#o lets other users read it, and it could not be changed to 0600: %w", ErrUnsafeFile, perm, err)
+		}
 	}
 	return nil
 }
