@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -167,6 +168,35 @@ func ExampleTransport_Login() {
 	// true autorefresh: login: endpoint answered 401: login rejected
 	// 200 OK
 	// 403 Forbidden
+}
+
+// Keep the tokens in a file, so that the next run of the program resumes
+// the session instead of asking for the password.
+func ExampleFileStore() {
+	srv := autorefreshtest.NewServer(autorefreshtest.Options{})
+	defer srv.Close()
+	dir, err := os.MkdirTemp("", "example")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer os.RemoveAll(dir)
+	path := filepath.Join(dir, "tokens.json") // e.g. in os.UserConfigDir()
+
+	for run := 1; run <= 2; run++ {
+		tr := &autorefresh.Transport{
+			Store:     autorefresh.NewFileStore(path),
+			Refresher: &autorefresh.Endpoint{URL: srv.URL + "/auth/refreshtoken"},
+		}
+		fmt.Printf("run %d: ", run)
+		if err := startUp(context.Background(), tr, srv.URL); err != nil {
+			fmt.Println(err)
+			return
+		}
+	}
+	// Output:
+	// run 1: no stored session: logging in
+	// run 2: resumed the stored session
 }
 
 func status(c *http.Client, url string) string {

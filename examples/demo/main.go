@@ -5,8 +5,7 @@
 //	go run ./examples/demo [-duration 10s] [-workers 50] [-lifetime 2s] [-store FILE]
 //
 // It starts an in-process auth and API server (package autorefreshtest) on
-// a loopback address, logs in (or resumes the session kept in -store),
-// runs the workers, prints a progress line every second and a summary, and
+// a loopback address, logs in, runs the workers, prints a progress line every second and a summary, and
 // exits with status 1 if any request failed.
 package main
 
@@ -35,7 +34,7 @@ type config struct {
 	duration time.Duration // how long the workers run
 	workers  int
 	lifetime time.Duration // of the access tokens
-	store    string        // file to keep the tokens in; "": memory
+	store    string        // file to keep the tokens in (a FileStore); "": memory
 
 	progress time.Duration // interval of the progress lines; 0: none
 	live     bool          // rewrite a single progress line (stdout is a terminal)
@@ -50,11 +49,6 @@ type summary struct {
 	refreshes, proactive, refreshFailures, replays int64 // the transport's counts
 	forbidden, serverRefreshes, reuses             int64 // the server's counts
 }
-
-// openFileStore opens the token file of -store. It is set by filestore.go
-// when the root package has a file store; while it is nil, -store is an
-// error.
-var openFileStore func(path string) (autorefresh.TokenStore, error)
 
 func main() {
 	var cfg config
@@ -96,13 +90,7 @@ func run(ctx context.Context, cfg config, out io.Writer) (summary, error) {
 
 	var store autorefresh.TokenStore = autorefresh.NewMemoryStore(autorefresh.Tokens{})
 	if cfg.store != "" {
-		if openFileStore == nil {
-			return summary{}, errors.New("-store needs autorefresh.FileStore, which this build lacks")
-		}
-		var err error
-		if store, err = openFileStore(cfg.store); err != nil {
-			return summary{}, err
-		}
+		store = autorefresh.NewFileStore(cfg.store)
 	}
 
 	// http.DefaultTransport keeps 2 idle connections per host: with more
@@ -122,8 +110,12 @@ func run(ctx context.Context, cfg config, out io.Writer) (summary, error) {
 	}
 	client := autorefresh.NewClient(http.DefaultClient, tr)
 
-	fmt.Fprintf(out, "demo: %d workers for %v against %s; access tokens live %v\n",
-		cfg.workers, cfg.duration, srv.URL, cfg.lifetime)
+	where := "in memory"
+	if cfg.store != "" {
+		where = "in " + cfg.store
+	}
+	fmt.Fprintf(out, "demo: %d workers for %v against %s; access tokens live %v, kept %s\n",
+		cfg.workers, cfg.duration, srv.URL, cfg.lifetime, where)
 	if err := startSession(ctx, tr, srv, out); err != nil {
 		return summary{}, err
 	}

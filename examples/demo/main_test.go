@@ -2,9 +2,14 @@ package main
 
 import (
 	"bytes"
+	"os"
+	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/autorefresh/autorefresh"
 )
 
 // TestRun runs the demo for a few token lifetimes. Its checks do not depend
@@ -66,12 +71,32 @@ func TestRunLiveProgress(t *testing.T) {
 	}
 }
 
-func TestStoreFlagWithoutFileStore(t *testing.T) {
-	if openFileStore != nil {
-		t.Skip("this build has a file store")
-	}
-	cfg := config{duration: time.Millisecond, workers: 1, lifetime: time.Minute, store: t.TempDir() + "/tokens.json"}
-	if _, err := run(t.Context(), cfg, new(bytes.Buffer)); err == nil {
-		t.Errorf("run with -store and no file store: got nil error")
+// With -store the tokens go to a file. A second run finds them, learns
+// that its new server does not know them, and logs in again.
+func TestRunFileStore(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "tokens.json")
+	cfg := config{duration: 300 * time.Millisecond, workers: 4, lifetime: 100 * time.Millisecond, store: path}
+	for i, want := range []string{"logged in as alice", "the stored session is over"} {
+		var out bytes.Buffer
+		sum, err := run(t.Context(), cfg, &out)
+		if err != nil {
+			t.Fatalf("run %d: %v", i, err)
+		}
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("run %d output lacks %q:\n%s", i, want, out.String())
+		}
+		if sum.failed != 0 || sum.requests == 0 || sum.reuses != 0 {
+			t.Errorf("run %d: requests = %d, failed = %d, reuses = %d; want some, 0, 0 (first failure: %s)",
+				i, sum.requests, sum.failed, sum.reuses, sum.firstFailure)
+		}
+		stored, err := autorefresh.NewFileStore(path).Load(t.Context())
+		if err != nil || stored.AccessToken == "" {
+			t.Errorf("run %d: token file Load: %v; want tokens", i, err)
+		}
+		if runtime.GOOS != "windows" {
+			if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {
+				t.Errorf("run %d: token file mode %v (err %v); want 0600", i, fi.Mode().Perm(), err)
+			}
+		}
 	}
 }
