@@ -103,10 +103,11 @@ func run(ctx context.Context, cfg config, out io.Writer) (summary, error) {
 		Base:      base,
 		Store:     store,
 		Refresher: &autorefresh.Endpoint{URL: srv.URL + "/auth/refreshtoken"},
-		// Refresh when a token is refused or has expired. The default,
-		// refreshing up to half a lifetime ahead, would refresh the
-		// 2-second tokens every second.
-		EarlyRefresh: -1,
+		// Refresh a tenth of a lifetime ahead of expiry: once per token,
+		// and early enough that requests are not refused. The default (30 s,
+		// capped at half the lifetime) would renew 2-second tokens every
+		// second.
+		EarlyRefresh: cfg.lifetime / 10,
 	}
 	client := autorefresh.NewClient(http.DefaultClient, tr)
 
@@ -252,7 +253,7 @@ func (s summary) print(out io.Writer, lifetime time.Duration) {
 	fmt.Fprintf(out, "  requests             %8d  (%.0f/s)\n", s.requests, float64(s.requests)/secs)
 	fmt.Fprintf(out, "  failed               %8d\n", s.failed)
 	fmt.Fprintf(out, "  refreshes            %8d  (server: %d, refresh token reuses: %d)\n", s.refreshes, s.serverRefreshes, s.reuses)
-	fmt.Fprintf(out, "  proactive refreshes  %8d  (started by a request that found the token expired)\n", s.proactive)
+	fmt.Fprintf(out, "  proactive refreshes  %8d  (made ahead of expiry, before any request was refused)\n", s.proactive)
 	fmt.Fprintf(out, "  failed refreshes     %8d\n", s.refreshFailures)
 	fmt.Fprintf(out, "  403s seen            %8d\n", s.forbidden)
 	fmt.Fprintf(out, "  replays              %8d\n", s.replays)
