@@ -6,9 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
-	"net/url"
 	"strconv"
 	"strings"
 )
@@ -67,7 +65,7 @@ func (e *SessionError) Unwrap() error { return e.Err }
 // (an HTML form, an OAuth grant, plain http inside a private network), make
 // the request yourself and call SetTokens.
 func (t *Transport) Login(ctx context.Context, loginURL string, creds any) error {
-	if err := checkSessionURL(loginURL, "credentials"); err != nil {
+	if err := checkSecureURL(loginURL, false, "credentials"); err != nil {
 		return &SessionError{Op: "login", Err: err}
 	}
 	body, err := json.Marshal(creds)
@@ -95,7 +93,11 @@ func (t *Transport) Login(ctx context.Context, loginURL string, creds any) error
 	case resp.StatusCode < 200 || resp.StatusCode > 299:
 		return &SessionError{Op: "login", StatusCode: resp.StatusCode}
 	}
-	tok, err := readTokens(resp.Body)
+	var tok Tokens
+	data, err := readLimited(resp.Body, 0)
+	if err == nil {
+		tok, err = decodeTokens(data)
+	}
 	if err != nil {
 		return &SessionError{Op: "login", StatusCode: resp.StatusCode, Err: err}
 	}
@@ -124,7 +126,7 @@ func (t *Transport) Login(ctx context.Context, loginURL string, creds any) error
 // checkURL must be https, or http to a loopback host, and a host that
 // t.Hosts (if set) lets the tokens go to. Its response body is discarded.
 func (t *Transport) Resume(ctx context.Context, checkURL string) error {
-	if err := checkSessionURL(checkURL, "tokens"); err != nil {
+	if err := checkSecureURL(checkURL, false, "tokens"); err != nil {
 		return &SessionError{Op: "resume", Err: err}
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, checkURL, nil)
@@ -197,61 +199,4 @@ func (t *Transport) refused(resp *http.Response) bool {
 // next Login or SetTokens.
 func (t *Transport) Logout(ctx context.Context) error {
 	return t.ClearTokens(ctx)
-}
-
-// readTokens reads a JSON token pair of at most DefaultMaxResponseBytes.
-// Its errors never quote the body.
-func readTokens(r io.Reader) (Tokens, error) {
-	var buf bytes.Buffer
-	n, err := buf.ReadFrom(io.LimitReader(r, DefaultMaxResponseBytes+1))
-	if err != nil {
-		return Tokens{}, fmt.Errorf("autorefresh: read response: %w", err)
-	}
-	if n > DefaultMaxResponseBytes {
-		return Tokens{}, fmt.Errorf("autorefresh: response larger than %d bytes", DefaultMaxResponseBytes)
-	}
-	var tok Tokens
-	if err := json.Unmarshal(buf.Bytes(), &tok); err != nil {
-		// Describe the error without quoting the body, which may hold
-		// tokens.
-		var (
-			syn *json.SyntaxError
-			typ *json.UnmarshalTypeError
-		)
-		switch {
-		case errors.As(err, &syn):
-			return Tokens{}, fmt.Errorf("autorefresh: malformed JSON response at offset %d", syn.Offset)
-		case errors.As(err, &typ):
-			return Tokens{}, fmt.Errorf("autorefresh: malformed JSON response: %s is a JSON %s", typ.Field, typ.Value)
-		}
-		return Tokens{}, errors.New("autorefresh: malformed JSON response")
-	}
-	if tok.AccessToken == "" {
-		return Tokens{}, errors.New("autorefresh: response has no access token")
-	}
-	return tok, nil
-}
-
-// checkSessionURL refuses URLs that would send what (credentials or
-// tokens) in clear text over the network: the rule of checkEndpointURL,
-// without AllowHTTP.
-func checkSessionURL(raw, what string) error {
-	u, err := url.Parse(raw)
-	if err != nil {
-		// Not the *url.Error, which quotes raw with any password in it.
-		if ue := (*url.Error)(nil); errors.As(err, &ue) {
-			err = ue.Err
-		}
-		return fmt.Errorf("autorefresh: bad URL: %w", err)
-	}
-	switch strings.ToLower(u.Scheme) {
-	case "https":
-		return nil
-	case "http":
-		if isLoopback(u.Hostname()) {
-			return nil
-		}
-		return fmt.Errorf("autorefresh: refusing to send %s over plain http to %s", what, u.Hostname())
-	}
-	return fmt.Errorf("autorefresh: URL %q is not http or https", u.Redacted())
 }
