@@ -285,7 +285,7 @@ func (e *Endpoint) Refresh(ctx context.Context, current Tokens) (Tokens, error) 
 	if current.RefreshToken == "" {
 		return Tokens{}, &RefreshError{Err: fmt.Errorf("%w: no refresh token", ErrSessionExpired)}
 	}
-	if err := checkEndpointURL(e.URL, e.AllowHTTP); err != nil {
+	if err := checkSecureURL(e.URL, e.AllowHTTP, "tokens"); err != nil {
 		return Tokens{}, &RefreshError{Err: err}
 	}
 	method := e.Method
@@ -336,13 +336,24 @@ func (e *Endpoint) Refresh(ctx context.Context, current Tokens) (Tokens, error) 
 
 // errNoAccessToken is wrapped by errors for responses that hold no access
 // token.
-var errNoAccessToken = errors.New("autorefresh: refresh response has no access token")
+var errNoAccessToken = errors.New("autorefresh: response has no access token")
 
-// decodeTokens parses the JSON answer of the header protocol.
+// decodeTokens parses the JSON answer of the header protocol. Its errors
+// never quote the body, which may hold tokens.
 func decodeTokens(body []byte) (Tokens, error) {
 	var t Tokens
 	if err := json.Unmarshal(body, &t); err != nil {
-		return Tokens{}, fmt.Errorf("autorefresh: malformed refresh response: %w", err)
+		var (
+			syn *json.SyntaxError
+			typ *json.UnmarshalTypeError
+		)
+		switch {
+		case errors.As(err, &syn):
+			return Tokens{}, fmt.Errorf("autorefresh: malformed JSON response at offset %d", syn.Offset)
+		case errors.As(err, &typ):
+			return Tokens{}, fmt.Errorf("autorefresh: malformed JSON response: %s is a JSON %s", typ.Field, typ.Value)
+		}
+		return Tokens{}, errors.New("autorefresh: malformed JSON response")
 	}
 	if t.AccessToken == "" {
 		return Tokens{}, errNoAccessToken
@@ -359,20 +370,25 @@ func readLimited(r io.Reader, limit int64) ([]byte, error) {
 	var buf bytes.Buffer
 	n, err := buf.ReadFrom(io.LimitReader(r, limit+1))
 	if err != nil {
-		return nil, fmt.Errorf("autorefresh: read refresh response: %w", err)
+		return nil, fmt.Errorf("autorefresh: read response: %w", err)
 	}
 	if n > limit {
-		return nil, fmt.Errorf("autorefresh: refresh response larger than %d bytes", limit)
+		return nil, fmt.Errorf("autorefresh: response larger than %d bytes", limit)
 	}
 	return buf.Bytes(), nil
 }
 
-// checkEndpointURL refuses URLs that would send tokens in clear text over
-// the network, unless allowHTTP is set.
-func checkEndpointURL(raw string, allowHTTP bool) error {
+// checkSecureURL refuses URLs that would send what (tokens, credentials) in
+// clear text over the network: it must be https, or http to a loopback
+// host, unless allowHTTP is set.
+func checkSecureURL(raw string, allowHTTP bool, what string) error {
 	u, err := url.Parse(raw)
 	if err != nil {
-		return fmt.Errorf("autorefresh: bad refresh URL: %w", err)
+		// Not the *url.Error, which quotes raw with any password in it.
+		if ue := (*url.Error)(nil); errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return fmt.Errorf("autorefresh: bad URL: %w", err)
 	}
 	switch strings.ToLower(u.Scheme) {
 	case "https":
@@ -381,9 +397,9 @@ func checkEndpointURL(raw string, allowHTTP bool) error {
 		if allowHTTP || isLoopback(u.Hostname()) {
 			return nil
 		}
-		return fmt.Errorf("autorefresh: refusing to send tokens over plain http to %s (set AllowHTTP to permit it)", u.Hostname())
+		return fmt.Errorf("autorefresh: refusing to send %s over plain http to %s (set AllowHTTP to permit it)", what, u.Hostname())
 	}
-	return fmt.Errorf("autorefresh: refresh URL %q is not http or https", u.Redacted())
+	return fmt.Errorf("autorefresh: URL %q is not http or https", u.Redacted())
 }
 
 // isLoopback reports whether host names this machine.
@@ -487,7 +503,7 @@ func (o *OAuth2) Refresh(ctx context.Context, current Tokens) (Tokens, error) {
 	if current.RefreshToken == "" {
 		return Tokens{}, &RefreshError{Err: fmt.Errorf("%w: no refresh token", ErrSessionExpired)}
 	}
-	if err := checkEndpointURL(o.TokenURL, o.AllowHTTP); err != nil {
+	if err := checkSecureURL(o.TokenURL, o.AllowHTTP, "tokens"); err != nil {
 		return Tokens{}, &RefreshError{Err: err}
 	}
 	form := url.Values{}

@@ -1,0 +1,265 @@
+// Command demo shows autorefresh at work: many concurrent workers call an
+// API whose access tokens live 2 seconds, through a client made by wrapping
+// http.DefaultClient, and not one request fails.
+//
+//	go run ./examples/demo [-duration 10s] [-workers 50] [-lifetime 2s] [-store FILE]
+//
+// It starts an in-process auth and API server (package autorefreshtest) on
+// a loopback address, logs in, runs the workers, prints a progress line every second and a summary, and
+// exits with status 1 if any request failed.
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/autorefresh/autorefresh"
+	"github.com/autorefresh/autorefresh/autorefreshtest"
+)
+
+// config is what the flags set.
+type config struct {
+	duration time.Duration // how long the workers run
+	workers  int
+	lifetime time.Duration // of the access tokens
+	store    string        // file to keep the tokens in (a FileStore); "": memory
+
+	progress time.Duration // interval of the progress lines; 0: none
+	live     bool          // rewrite a single progress line (stdout is a terminal)
+}
+
+// summary is what a run did.
+type summary struct {
+	elapsed          time.Duration
+	requests, failed int64
+	firstFailure     string
+
+	refreshes, proactive, refreshFailures, replays int64 // the transport's counts
+	forbidden, serverRefreshes, reuses             int64 // the server's counts
+}
+
+func main() {
+	var cfg config
+	flag.DurationVar(&cfg.duration, "duration", 10*time.Second, "how long the workers run")
+	flag.IntVar(&cfg.workers, "workers", 50, "number of concurrent workers")
+	flag.DurationVar(&cfg.lifetime, "lifetime", 2*time.Second, "lifetime of the access tokens")
+	flag.StringVar(&cfg.store, "store", "", "keep the tokens in this `file` (default: in memory)")
+	flag.Parse()
+	if flag.NArg() > 0 || cfg.workers < 1 || cfg.duration <= 0 || cfg.lifetime <= 0 {
+		flag.Usage()
+		os.Exit(2)
+	}
+	cfg.progress = time.Second
+	cfg.live = isTerminal(os.Stdout)
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	sum, err := run(ctx, cfg, os.Stdout)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "demo:", err)
+		os.Exit(1)
+	}
+	if sum.failed > 0 {
+		os.Exit(1)
+	}
+}
+
+// isTerminal reports whether f is a terminal.
+func isTerminal(f *os.File) bool {
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
+// run starts the server, logs in and runs the workers, printing progress
+// and the summary to out.
+func run(ctx context.Context, cfg config, out io.Writer) (summary, error) {
+	srv := autorefreshtest.NewServer(autorefreshtest.Options{AccessTTL: cfg.lifetime})
+	defer srv.Close()
+
+	var store autorefresh.TokenStore = autorefresh.NewMemoryStore(autorefresh.Tokens{})
+	if cfg.store != "" {
+		store = autorefresh.NewFileStore(cfg.store)
+	}
+
+	// http.DefaultTransport keeps 2 idle connections per host: with more
+	// workers than that, most requests would open a new connection.
+	base := http.DefaultTransport.(*http.Transport).Clone()
+	base.MaxIdleConnsPerHost = cfg.workers
+	defer base.CloseIdleConnections()
+
+	tr := &autorefresh.Transport{
+		Base:      base,
+		Store:     store,
+		Refresher: &autorefresh.Endpoint{URL: srv.URL + "/auth/refreshtoken"},
+		// Refresh a tenth of a lifetime ahead of expiry: once per token,
+		// and early enough that requests are not refused. The default (30 s,
+		// capped at half the lifetime) would renew 2-second tokens every
+		// second.
+		EarlyRefresh: cfg.lifetime / 10,
+	}
+	client := autorefresh.NewClient(http.DefaultClient, tr)
+
+	where := "in memory"
+	if cfg.store != "" {
+		where = "in " + cfg.store
+	}
+	fmt.Fprintf(out, "demo: %d workers for %v against %s; access tokens live %v, kept %s\n",
+		cfg.workers, cfg.duration, srv.URL, cfg.lifetime, where)
+	if err := startSession(ctx, tr, srv, out); err != nil {
+		return summary{}, err
+	}
+
+	var (
+		requests, failed atomic.Int64
+		failOnce         sync.Once
+		firstFailure     string
+		wg               sync.WaitGroup
+	)
+	start := time.Now()
+	deadline := start.Add(cfg.duration)
+	for w := range cfg.workers {
+		wg.Go(func() {
+			for i := 0; time.Now().Before(deadline); i++ {
+				err := call(ctx, client, srv.URL, fmt.Sprintf("worker %d, request %d", w, i))
+				if ctx.Err() != nil {
+					return // interrupted: not a failure
+				}
+				requests.Add(1)
+				if err != nil {
+					failed.Add(1)
+					failOnce.Do(func() { firstFailure = err.Error() })
+				}
+			}
+		})
+	}
+
+	line := func() string {
+		st := tr.Stats()
+		return fmt.Sprintf("%5.1fs  requests %d  failed %d  refreshes %d  403s %d  replays %d",
+			time.Since(start).Seconds(), requests.Load(), failed.Load(), st.Refreshes, srv.Stats().API403s, st.Replays)
+	}
+	done := make(chan struct{})
+	var progress sync.WaitGroup
+	if cfg.progress > 0 {
+		progress.Go(func() {
+			tick := time.NewTicker(cfg.progress)
+			defer tick.Stop()
+			for {
+				select {
+				case <-done:
+					if cfg.live {
+						fmt.Fprintf(out, "\r%-70s\r", "")
+					}
+					return
+				case <-tick.C:
+					if cfg.live {
+						fmt.Fprintf(out, "\r%-70s", line())
+					} else {
+						fmt.Fprintln(out, line())
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(done)
+	progress.Wait()
+
+	st, sst := tr.Stats(), srv.Stats()
+	sum := summary{
+		elapsed:         time.Since(start),
+		requests:        requests.Load(),
+		failed:          failed.Load(),
+		firstFailure:    firstFailure,
+		refreshes:       st.Refreshes,
+		proactive:       st.ProactiveRefreshes,
+		refreshFailures: st.RefreshFailures,
+		replays:         st.Replays,
+		forbidden:       sst.API403s,
+		serverRefreshes: sst.Refreshes,
+		reuses:          sst.ReuseRejections,
+	}
+	sum.print(out, cfg.lifetime)
+	if ctx.Err() != nil {
+		fmt.Fprintln(out, "(interrupted)")
+	}
+	return sum, nil
+}
+
+// startSession resumes the stored session, or logs in when there is none
+// or it is over.
+func startSession(ctx context.Context, tr *autorefresh.Transport, srv *autorefreshtest.Server, out io.Writer) error {
+	err := tr.Resume(ctx, srv.URL+"/auth/check")
+	switch {
+	case err == nil:
+		fmt.Fprintln(out, "resumed the stored session")
+		return nil
+	case errors.Is(err, autorefresh.ErrSessionExpired):
+		fmt.Fprintln(out, "the stored session is over (this server is new); logging in")
+	case !errors.Is(err, autorefresh.ErrNoTokens):
+		return err
+	}
+	creds := map[string]string{"username": autorefreshtest.DefaultUser, "password": autorefreshtest.DefaultPassword}
+	if err := tr.Login(ctx, srv.URL+"/auth/login", creds); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "logged in as %s\n", autorefreshtest.DefaultUser)
+	return nil
+}
+
+// call posts msg to the echo API and checks the answer.
+func call(ctx context.Context, c *http.Client, baseURL, msg string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, baseURL+"/api/echo", strings.NewReader(msg))
+	if err != nil {
+		return err
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("echo answered %s: %s", resp.Status, bytes.TrimSpace(body))
+	}
+	var echo struct{ Method, Body, User string }
+	if err := json.Unmarshal(body, &echo); err != nil {
+		return fmt.Errorf("echo answered malformed JSON: %w", err)
+	}
+	if echo.Method != http.MethodPost || echo.Body != msg || echo.User != autorefreshtest.DefaultUser {
+		return fmt.Errorf("echo answered %+v; want POST %q by %s", echo, msg, autorefreshtest.DefaultUser)
+	}
+	return nil
+}
+
+func (s summary) print(out io.Writer, lifetime time.Duration) {
+	secs := s.elapsed.Seconds()
+	fmt.Fprintf(out, "summary after %.1fs (%.1f token lifetimes):\n", secs, s.elapsed.Seconds()/lifetime.Seconds())
+	fmt.Fprintf(out, "  requests             %8d  (%.0f/s)\n", s.requests, float64(s.requests)/secs)
+	fmt.Fprintf(out, "  failed               %8d\n", s.failed)
+	fmt.Fprintf(out, "  refreshes            %8d  (server: %d, refresh token reuses: %d)\n", s.refreshes, s.serverRefreshes, s.reuses)
+	fmt.Fprintf(out, "  proactive refreshes  %8d  (made ahead of expiry, before any request was refused)\n", s.proactive)
+	fmt.Fprintf(out, "  failed refreshes     %8d\n", s.refreshFailures)
+	fmt.Fprintf(out, "  403s seen            %8d\n", s.forbidden)
+	fmt.Fprintf(out, "  replays              %8d\n", s.replays)
+	if s.failed > 0 {
+		fmt.Fprintf(out, "FAILED: %d requests; the first: %s\n", s.failed, s.firstFailure)
+	} else {
+		fmt.Fprintln(out, "ok: no request failed")
+	}
+}
