@@ -177,8 +177,8 @@ func (t *Transport) exchange(ctx context.Context, stale *session, ev *RefreshEve
 		switch {
 		case errors.Is(err, ErrNoTokens):
 			// Another holder of the store ended the session.
-			ev.SessionEnded = true
-			return t.end(stale, &RefreshError{Err: fmt.Errorf("%w: tokens were removed from the store", ErrSessionExpired)})
+			err := &RefreshError{Err: fmt.Errorf("%w: tokens were removed from the store", ErrSessionExpired)}
+			return t.end(stale, err, ev, func() error { return nil })
 		case err != nil:
 			return nil, &RefreshError{Err: fmt.Errorf("autorefresh: load tokens: %w", err)}
 		case stored.AccessToken != stale.tokens.AccessToken:
@@ -201,17 +201,16 @@ func (t *Transport) exchange(ctx context.Context, stale *session, ev *RefreshEve
 			err = &RefreshError{Err: err}
 		}
 		if errors.Is(err, ErrSessionExpired) {
-			ev.SessionEnded = true
-			ev.StoreErr = t.Store.Clear(ctx)
-			return t.end(stale, err)
+			return t.end(stale, err, ev, func() error { return t.Store.Clear(ctx) })
 		}
 		return nil, err
 	}
 	if tok.RefreshToken == "" {
 		tok.RefreshToken = current.RefreshToken
 	}
-	ev.StoreErr = t.Store.Save(ctx, tok)
-	return t.replace(stale, t.newSession(tok))
+	ns, serr := t.commit(stale, t.newSession(tok), func() error { return t.Store.Save(ctx, tok) })
+	ev.StoreErr = serr
+	return ns, ns.err
 }
 
 // replace makes s the current session unless stale was replaced meanwhile
@@ -224,11 +223,17 @@ func (t *Transport) replace(stale, s *session) (*session, error) {
 	return cur, cur.err
 }
 
-// end replaces stale with an empty session that remembers why it ended.
-func (t *Transport) end(stale *session, err error) (*session, error) {
+// end replaces stale with an empty session that remembers err, the reason
+// the session ended, after clearing the store with clear. If stale was
+// replaced meanwhile (a new login), that session is kept and returned.
+func (t *Transport) end(stale *session, err error, ev *RefreshEvent, clear func() error) (*session, error) {
 	s := t.newSession(Tokens{})
 	s.err = err
-	t.replace(stale, s)
+	cur, cerr := t.commit(stale, s, clear)
+	if cur != s {
+		return cur, cur.err
+	}
+	ev.SessionEnded, ev.StoreErr = true, cerr
 	return s, err
 }
 

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/textproto"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -153,6 +154,11 @@ type Transport struct {
 	state  atomic.Pointer[session]
 	flight singleflight.Group
 	stats  stats
+
+	// writeMu serializes the changes of state that write the store
+	// (refresh results, SetTokens, ClearTokens), so that the store and
+	// state agree. Requests never take it.
+	writeMu sync.Mutex
 }
 
 var _ http.RoundTripper = (*Transport)(nil)
@@ -312,25 +318,16 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return t.base().RoundTrip(req)
 	}
 	s, err := t.session(ctx)
+	if err == nil && !s.refreshAt.IsZero() {
+		if now := t.clock(); !now.Before(s.refreshAt) && s.retryDue(now) {
+			s, err = t.refreshAhead(ctx, s, now)
+		}
+	}
 	if err != nil {
 		closeBody(req)
 		return nil, err
 	}
-	if !s.hasTokens() {
-		return t.base().RoundTrip(req)
-	}
-	if !s.refreshAt.IsZero() {
-		if now := t.clock(); !now.Before(s.refreshAt) && s.retryDue(now) {
-			if s, err = t.refreshAhead(ctx, s, now); err != nil {
-				closeBody(req)
-				return nil, err
-			}
-		}
-	}
-	if !s.hasTokens() {
-		return t.base().RoundTrip(req)
-	}
-	if t.Refresher == nil {
+	if s.hasTokens() && t.Refresher == nil {
 		return t.base().RoundTrip(t.authorize(req, s, req.Body))
 	}
 
@@ -350,11 +347,11 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return resp, err
 	}
 
-	// The access token was refused: refresh, then send the request again.
-	drainClose(resp.Body)
-	ns, err := t.renew(ctx, s, false)
-	if err == nil && !ns.hasTokens() {
-		err = ErrNoTokens // logged out meanwhile
+	// The tokens were refused: send the request again with new ones.
+	ns, err := t.replacement(ctx, s, resp)
+	if ns == nil && err == nil {
+		rec.release()
+		return resp, nil
 	}
 	if err != nil {
 		rec.release()
@@ -375,6 +372,28 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	return t.base().RoundTrip(t.authorize(req, ns, replayBody))
 }
 
+// replacement returns the session to send again a request that was refused
+// with s, and closes the refused response: a refreshed session or, when s
+// had no tokens, the tokens that another holder of the store (a login in
+// another process) saved since. It returns nil and no error when there is
+// none, and then leaves the refused response to the caller.
+func (t *Transport) replacement(ctx context.Context, s *session, refused *http.Response) (*session, error) {
+	if !s.hasTokens() {
+		ns, err := t.load(ctx, s)
+		if err != nil || !ns.hasTokens() {
+			return nil, nil
+		}
+		drainClose(refused.Body)
+		return ns, nil
+	}
+	drainClose(refused.Body)
+	ns, err := t.renew(ctx, s, false)
+	if err == nil && !ns.hasTokens() {
+		err = ErrNoTokens // logged out meanwhile
+	}
+	return ns, err
+}
+
 func (t *Transport) shouldRefresh(resp *http.Response) bool {
 	switch {
 	case t.ShouldRefresh != nil:
@@ -391,23 +410,32 @@ func (t *Transport) session(ctx context.Context) (*session, error) {
 	if s := t.state.Load(); s != nil {
 		return s, nil
 	}
+	return t.load(ctx, nil)
+}
+
+// load returns the current session, loading it from the store if it is
+// still stale: nil before first use, or an empty session whose refused
+// request hopes that the store has tokens by now.
+func (t *Transport) load(ctx context.Context, stale *session) (*session, error) {
 	if t.Store == nil {
 		return nil, errors.New("autorefresh: Transport.Store is nil")
 	}
 	ch := t.flight.DoChan("load", func() (any, error) {
-		if s := t.state.Load(); s != nil {
+		if s := t.state.Load(); s != stale {
 			return s, nil
 		}
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), t.refreshTimeout())
 		defer cancel()
 		tok, err := t.Store.Load(ctx)
 		switch {
+		case errors.Is(err, ErrNoTokens) && stale != nil:
+			return stale, nil
 		case errors.Is(err, ErrNoTokens):
 			tok = Tokens{}
 		case err != nil:
 			return nil, fmt.Errorf("autorefresh: load tokens: %w", err)
 		}
-		t.state.CompareAndSwap(nil, t.newSession(tok))
+		t.state.CompareAndSwap(stale, t.newSession(tok))
 		return t.state.Load(), nil
 	})
 	select {
@@ -435,30 +463,58 @@ func (t *Transport) Tokens(ctx context.Context) (Tokens, error) {
 }
 
 // SetTokens saves tok to the store and sends it from now on, for example
-// after logging in. Tokens with neither an access nor a refresh token are
-// an error; use ClearTokens to log out.
+// after logging in. A refresh that is under way when SetTokens is called
+// does not overwrite tok, in the store or in memory. When the store is a
+// Locker, SetTokens takes its lock, so that no other process is refreshing
+// the old tokens meanwhile. Tokens with neither an access nor a refresh
+// token are an error; use ClearTokens (or Logout) to log out.
 func (t *Transport) SetTokens(ctx context.Context, tok Tokens) error {
 	if tok.IsZero() {
 		return errors.New("autorefresh: SetTokens with empty tokens")
 	}
-	if t.Store == nil {
-		return errors.New("autorefresh: Transport.Store is nil")
-	}
-	if err := t.Store.Save(ctx, tok); err != nil {
-		return err
-	}
-	t.state.Store(t.newSession(tok))
-	return nil
+	return t.write(ctx, t.newSession(tok), func(ctx context.Context) error { return t.Store.Save(ctx, tok) })
 }
 
-// ClearTokens removes the tokens from the store and from memory: requests
-// go out without tokens until SetTokens is called.
+// ClearTokens removes the tokens from memory and from the store: requests
+// go out without tokens until SetTokens is called, or until another holder
+// of the store saves tokens. Like SetTokens, it is not undone by a refresh
+// under way, and takes the store's lock when it is a Locker.
 func (t *Transport) ClearTokens(ctx context.Context) error {
+	return t.write(ctx, t.newSession(Tokens{}), t.Store.Clear)
+}
+
+// write makes s the current session and writes the store with w, holding
+// the store's lock when it is a Locker.
+func (t *Transport) write(ctx context.Context, s *session, w func(context.Context) error) error {
 	if t.Store == nil {
 		return errors.New("autorefresh: Transport.Store is nil")
 	}
-	t.state.Store(t.newSession(Tokens{}))
-	return t.Store.Clear(ctx)
+	if l, ok := t.Store.(Locker); ok {
+		unlock, err := l.Lock(ctx)
+		if err != nil {
+			return fmt.Errorf("autorefresh: lock store: %w", err)
+		}
+		defer unlock()
+	}
+	t.writeMu.Lock()
+	defer t.writeMu.Unlock()
+	t.state.Store(s)
+	return w(ctx)
+}
+
+// commit makes s the current session in place of stale, after writing the
+// store with w, and returns it with w's error. If stale was replaced
+// meanwhile (by SetTokens or ClearTokens), it writes nothing and returns
+// the current session: a refresh never undoes a login or a logout.
+func (t *Transport) commit(stale, s *session, w func() error) (*session, error) {
+	t.writeMu.Lock()
+	defer t.writeMu.Unlock()
+	if cur := t.state.Load(); cur != stale {
+		return cur, nil
+	}
+	err := w()
+	t.state.Store(s)
+	return s, err
 }
 
 func (t *Transport) log(ctx context.Context, msg string, attrs ...slog.Attr) {

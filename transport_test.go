@@ -1242,6 +1242,7 @@ func TestLockerAdoptsOrRefreshesStoredPair(t *testing.T) {
 				t.Fatal(err)
 			}
 			store.MemoryStore.Save(context.Background(), theirs)
+			store.locks.Store(0) // SetTokens took it once
 
 			if code, _ := get(t, NewClient(nil, tr), srv.URL+"/api/x"); code != 200 {
 				t.Errorf("status = %d; want 200", code)
@@ -1260,5 +1261,104 @@ func TestLockerAdoptsOrRefreshesStoredPair(t *testing.T) {
 				t.Errorf("events = %+v; want one successful event with Adopted = %v", events, !expired)
 			}
 		})
+	}
+}
+
+func TestLoginAndLogoutDuringRefresh(t *testing.T) {
+	for _, locker := range []bool{false, true} {
+		for _, action := range []string{"logout", "login", "login during a rejected refresh"} {
+			t.Run(fmt.Sprintf("%s, Locker %v", action, locker), func(t *testing.T) {
+				checkGoroutines(t)
+				srv := newProtoServer(t)
+				srv.refreshGate = make(chan struct{})
+				if action == "login during a rejected refresh" {
+					srv.refreshStatus.Store(401)
+				}
+				var store TokenStore = &MemoryStore{}
+				if locker {
+					store = &lockingStore{}
+				}
+				tr := &Transport{Store: store, Refresher: &Endpoint{URL: srv.URL + "/auth/refreshtoken"}}
+				ctx := context.Background()
+				if err := tr.SetTokens(ctx, srv.stale()); err != nil {
+					t.Fatal(err)
+				}
+				inFlight := make(chan int)
+				go func() {
+					resp, err := NewClient(nil, tr).Get(srv.URL + "/api/x")
+					if err != nil { // expected after a logout or a rejection
+						inFlight <- 0
+						return
+					}
+					resp.Body.Close()
+					inFlight <- resp.StatusCode
+				}()
+				for srv.refreshCalls.Load() == 0 {
+					time.Sleep(time.Millisecond)
+				}
+				bob := srv.issue()
+				done := make(chan error)
+				go func() {
+					if action == "logout" {
+						done <- tr.Logout(ctx)
+					} else {
+						done <- tr.SetTokens(ctx, bob)
+					}
+				}()
+				if !locker {
+					if err := <-done; err != nil { // not held up by the refresh
+						t.Fatal(err)
+					}
+				}
+				close(srv.refreshGate)
+				if locker {
+					if err := <-done; err != nil { // after the refresh, under the store's lock
+						t.Fatal(err)
+					}
+				}
+				code := <-inFlight
+				stored, err := store.Load(ctx)
+				mem, merr := tr.Tokens(ctx)
+				if action == "logout" {
+					if !errors.Is(err, ErrNoTokens) || !errors.Is(merr, ErrNoTokens) {
+						t.Errorf("after logout: store %v, %v; memory %v, %v; want no tokens in either", stored, err, mem, merr)
+					}
+					return
+				}
+				if stored != bob || mem != bob {
+					t.Errorf("after login: store holds bob = %v, memory holds bob = %v; want both", stored == bob, mem == bob)
+				}
+				if !locker && code != 200 {
+					t.Errorf("request in flight during the login: status %d; want 200 (replayed with the new tokens)", code)
+				}
+			})
+		}
+	}
+}
+
+func TestLoginInAnotherTransportIsPickedUp(t *testing.T) {
+	srv := newProtoServer(t)
+	store := &MemoryStore{} // shared, as a file would be between processes
+	mine := &Transport{Store: store, Refresher: &Endpoint{URL: srv.URL + "/auth/refreshtoken"}}
+	c := NewClient(nil, mine)
+	if code, _ := get(t, c, srv.URL+"/api/x"); code != 403 {
+		t.Fatalf("status before any login = %d; want 403", code)
+	}
+	other := &Transport{Store: store}
+	if err := other.SetTokens(context.Background(), srv.issue()); err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest("POST", srv.URL+"/api/echo", noGetBody{strings.NewReader("payload")})
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || string(body) != "POST /api/echo payload" {
+		t.Errorf("after a login elsewhere: got %d %q; want 200 with the body replayed", resp.StatusCode, body)
+	}
+	if n := srv.refreshCalls.Load(); n != 0 {
+		t.Errorf("refresh calls = %d; want 0", n)
 	}
 }
