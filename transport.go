@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/textproto"
+	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -125,11 +126,12 @@ type Transport struct {
 	// DefaultRefreshTimeout is used.
 	RefreshTimeout time.Duration
 
-	// MaxReplayBody is the largest request body that is buffered so that
-	// it can be sent again; a request with GetBody set needs no buffer. If
-	// zero, DefaultMaxReplayBody is used; if negative, bodies without
-	// GetBody are not buffered. A request whose body could not be replayed
-	// fails with ErrBodyNotReplayable.
+	// MaxReplayBody is how much of a request body without GetBody is kept
+	// so that it can be sent again; a request with GetBody set needs no
+	// buffer. If zero, DefaultMaxReplayBody is used; if negative, bodies
+	// without GetBody are not buffered. When a request must be replayed
+	// and its first attempt read more of its body than that, it fails with
+	// ErrBodyNotReplayable.
 	MaxReplayBody int64
 
 	// Hosts, if not empty, lists the only hosts that get the tokens, as
@@ -254,7 +256,15 @@ func (s *session) retryDue(now time.Time) bool {
 
 func (s *session) hasTokens() bool { return s.access != nil || s.refresh != nil }
 
-func (t *Transport) newSession(tok Tokens) *session {
+func (t *Transport) newSession(tok Tokens) *session { return t.makeSession(tok, false) }
+
+// makeSession returns the session for tok. A fresh token, just issued by a
+// refresh, has its JWT times read relative to the issuer's clock: its
+// lifetime (exp - iat) counts from now, so that a local clock that is ahead
+// of the issuer's does not see every new token as expired and refresh on
+// each request. Without iat, a fresh token that looks expired has an
+// unknown expiry: its refusal, not the clock, will tell.
+func (t *Transport) makeSession(tok Tokens, fresh bool) *session {
 	sc := t.scheme()
 	s := &session{
 		tokens:       tok,
@@ -269,15 +279,22 @@ func (t *Transport) newSession(tok Tokens) *session {
 	if sc.RefreshHeader != "" && tok.RefreshToken != "" {
 		s.refresh = []string{tok.RefreshToken}
 	}
+	now := t.clock()
 	exp, iat := tok.Expiry, time.Time{}
 	if exp.IsZero() {
 		exp, iat = jwtTimes(tok.AccessToken)
+		switch {
+		case !fresh || exp.IsZero():
+		case !iat.IsZero():
+			exp, iat = now.Add(exp.Sub(iat)), now
+		case !exp.After(now):
+			exp = time.Time{}
+		}
 	}
 	s.expiry = exp
 	if exp.IsZero() {
 		return s
 	}
-	now := t.clock()
 	if iat.IsZero() || iat.After(now) {
 		iat = now
 	}
@@ -560,7 +577,7 @@ func (t *Transport) replayBody(ctx context.Context, req *http.Request, rec *body
 	case rec == nil:
 		return nil, fmt.Errorf("%w: it has no GetBody and body buffering is off", ErrBodyNotReplayable)
 	}
-	return rec.replay(ctx)
+	return rec.replay(ctx, t.refreshTimeout())
 }
 
 // sendsTokens reports whether req may carry the tokens.
@@ -590,17 +607,32 @@ func (t *Transport) sendsTokens(req *http.Request) bool {
 
 func hostAllowed(hosts []string, host, port string) bool {
 	for _, h := range hosts {
-		name, p, hasPort := strings.Cut(h, ":")
-		if strings.HasPrefix(h, "[") { // [::1]:8080 or [::1]
-			name, p, hasPort = strings.Cut(strings.TrimPrefix(h, "["), "]")
-			p = strings.TrimPrefix(p, ":")
-			hasPort = p != ""
-		}
-		if strings.EqualFold(name, host) && (!hasPort || p == port) {
+		name, p := splitHostEntry(h)
+		if strings.EqualFold(name, host) && (p == "" || p == port) {
 			return true
 		}
 	}
 	return false
+}
+
+// splitHostEntry splits an entry of Transport.Hosts into a host name and
+// a port, empty when any. Entries may be "host", "host:port", an IPv6
+// address with or without brackets, or a URL.
+func splitHostEntry(h string) (name, port string) {
+	if strings.Contains(h, "://") {
+		if u, err := url.Parse(h); err == nil {
+			return u.Hostname(), u.Port()
+		}
+	}
+	if strings.HasPrefix(h, "[") { // [::1]:8080 or [::1]
+		name, rest, _ := strings.Cut(h[1:], "]")
+		return name, strings.TrimPrefix(rest, ":")
+	}
+	if strings.Count(h, ":") > 1 { // a bare IPv6 address
+		return h, ""
+	}
+	name, port, _ = strings.Cut(h, ":")
+	return name, port
 }
 
 // port returns p, or the default port of scheme when p is empty.
@@ -626,8 +658,9 @@ func drainClose(body io.ReadCloser) {
 }
 
 // NewClient returns a copy of base (http.DefaultClient if nil) whose
-// Transport is t. If t.Base is nil, it is set to base's Transport, so that t
-// sends its requests the way base did. base itself is not modified.
+// Transport is t. If t.Base is nil and base has a Transport, t.Base is set
+// to it, so that t sends its requests the way base did: call NewClient
+// before t is used. base itself is not modified.
 func NewClient(base *http.Client, t *Transport) *http.Client {
 	if base == nil {
 		base = http.DefaultClient
@@ -636,7 +669,7 @@ func NewClient(base *http.Client, t *Transport) *http.Client {
 	if t == nil {
 		t = new(Transport)
 	}
-	if t.Base == nil && base.Transport != t {
+	if t.Base == nil && base.Transport != nil && base.Transport != t {
 		t.Base = base.Transport
 	}
 	c.Transport = t
