@@ -104,7 +104,9 @@ type Transport struct {
 
 	// Scheme says which headers carry the tokens. The zero value is
 	// BearerScheme when Refresher is an *OAuth2, so that the refresh token
-	// only goes to the token endpoint, and DefaultScheme otherwise.
+	// only goes to the token endpoint, and DefaultScheme otherwise. A
+	// Refresher that wraps an *OAuth2 is not recognised: set BearerScheme
+	// yourself then.
 	Scheme HeaderScheme
 
 	// ShouldRefresh reports whether a response means the access token was
@@ -145,7 +147,11 @@ type Transport struct {
 	Logger *slog.Logger
 
 	// OnRefresh, if not nil, is called after every refresh attempt from
-	// the goroutine that ran it. It must not block for long.
+	// the goroutine that ran it, before the requests waiting on the
+	// refresh go on. It must not block for long, and must not wait for a
+	// request sent through this Transport: a refused one would wait on the
+	// very refresh that is calling the hook. Send such requests from a
+	// goroutine of their own.
 	OnRefresh func(RefreshEvent)
 
 	// OnReplay, if not nil, is called with the caller's request before it
