@@ -265,11 +265,10 @@ func (s *session) hasTokens() bool { return s.access != nil || s.refresh != nil 
 func (t *Transport) newSession(tok Tokens) *session { return t.makeSession(tok, false) }
 
 // makeSession returns the session for tok. A fresh token, just issued by a
-// refresh, has its JWT times read relative to the issuer's clock: its
-// lifetime (exp - iat) counts from now, so that a local clock that is ahead
-// of the issuer's does not see every new token as expired and refresh on
-// each request. Without iat, a fresh token that looks expired has an
-// unknown expiry: its refusal, not the clock, will tell.
+// refresh, that is already due for refreshing tells that the local clock
+// is ahead of the issuer's (or that the answer took most of its life to
+// arrive): its expiry is then taken as unknown, so that it is refreshed when
+// refused, rather than on every request.
 func (t *Transport) makeSession(tok Tokens, fresh bool) *session {
 	sc := t.scheme()
 	s := &session{
@@ -289,13 +288,6 @@ func (t *Transport) makeSession(tok Tokens, fresh bool) *session {
 	exp, iat := tok.Expiry, time.Time{}
 	if exp.IsZero() {
 		exp, iat = jwtTimes(tok.AccessToken)
-		switch {
-		case !fresh || exp.IsZero():
-		case !iat.IsZero():
-			exp, iat = now.Add(exp.Sub(iat)), now
-		case !exp.After(now):
-			exp = time.Time{}
-		}
 	}
 	s.expiry = exp
 	if exp.IsZero() {
@@ -310,6 +302,9 @@ func (t *Transport) makeSession(tok Tokens, fresh bool) *session {
 	}
 	window = max(0, min(window, exp.Sub(iat)/2))
 	s.refreshAt = exp.Add(-window)
+	if fresh && !now.Before(s.refreshAt) {
+		s.expiry, s.refreshAt = time.Time{}, time.Time{}
+	}
 	return s
 }
 
