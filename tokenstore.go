@@ -87,8 +87,9 @@ const maxTokenFileSize = 1 << 20
 
 var (
 	// ErrCorruptFile is wrapped by the errors of FileStore.Load for a token
-	// file that is empty, truncated, too large or not the JSON that
-	// FileStore writes.
+	// file that is empty, truncated, too large, not the JSON that FileStore
+	// writes, or a JSON object that holds neither an access nor a refresh
+	// token.
 	ErrCorruptFile = errors.New("autorefresh: token file is corrupt")
 
 	// ErrUnsafeFile is wrapped by the errors of FileStore for a token file
@@ -173,8 +174,9 @@ type tokenFile struct {
 
 // Load returns the tokens in the file. It returns an error wrapping
 // ErrNoTokens when the file does not exist, ErrCorruptFile when it cannot be
-// parsed and ErrUnsafeFile when it is refused; every error is a *FileError
-// naming the path.
+// parsed or holds neither an access nor a refresh token (a file with only
+// one of them is valid), and ErrUnsafeFile when it is refused; every error
+// is a *FileError naming the path.
 //
 // When the file holds an expiry, the returned Tokens has Expiry set even if
 // the saved one left it to the JWT "exp" claim (see Save).
@@ -271,7 +273,13 @@ func decodeTokenFile(data []byte) (Tokens, error) {
 			return Tokens{}, fmt.Errorf("%w: invalid field value", ErrCorruptFile)
 		}
 	}
-	return Tokens{AccessToken: tf.AccessToken, RefreshToken: tf.RefreshToken, Expiry: tf.Expiry}, nil
+	t := Tokens{AccessToken: tf.AccessToken, RefreshToken: tf.RefreshToken, Expiry: tf.Expiry}
+	if t.IsZero() {
+		// Some other JSON file ("{}", settings, ...), not an empty store:
+		// FileStore never writes one, as Clear removes the file.
+		return Tokens{}, fmt.Errorf("%w: holds no accessToken or refreshToken", ErrCorruptFile)
+	}
+	return t, nil
 }
 
 // encodeTokenFile returns the content of a token file holding t. The expiry
@@ -296,6 +304,9 @@ func encodeTokenFile(t Tokens) ([]byte, error) {
 // Save does not stop early when ctx is done: the tokens it is given may be
 // the only copy of a rotated refresh token, and dropping them would end the
 // session.
+//
+// Tokens with neither an access nor a refresh token make a file that Load
+// reports as corrupt; use Clear to empty the store.
 func (s *FileStore) Save(ctx context.Context, t Tokens) error {
 	if err := writeTokenFile(s.path, t); err != nil {
 		return fileError("save", s.path, err)

@@ -39,6 +39,7 @@ func TestFileStoreRoundTrip(t *testing.T) {
 		{"expiry from JWT", Tokens{AccessToken: jwtTok, RefreshToken: "refresh-3"}, exp},
 		{"local time zone", Tokens{AccessToken: "a", RefreshToken: "r", Expiry: exp.In(time.FixedZone("X", 3600))}, exp},
 		{"no refresh token", Tokens{AccessToken: "a"}, time.Time{}},
+		{"no access token", Tokens{RefreshToken: "r"}, time.Time{}},
 		{"unicode and quotes", Tokens{AccessToken: `a"\<>&é`, RefreshToken: "r\n\t"}, time.Time{}},
 	}
 	for _, tt := range tests {
@@ -199,6 +200,13 @@ func TestFileStoreCorrupt(t *testing.T) {
 		"binary":           "\x00\x01\x02" + secretAccess,
 		"too large":        "{" + strings.Repeat(" ", maxTokenFileSize) + "}",
 		"too large secret": `{"accessToken": "` + strings.Repeat(secretAccess, maxTokenFileSize/len(secretAccess)) + `"}`,
+		// JSON objects without a token are some other file, not an empty
+		// store.
+		"empty object":      "{}",
+		"other JSON object": `{"theme": "dark"}`,
+		"empty tokens":      `{"accessToken": "", "refreshToken": ""}`,
+		"only expiry":       `{"expiry": "2031-05-04T10:20:30Z"}`,
+		"null tokens":       `{"accessToken": null, "refreshToken": null}`,
 	}
 	// Every truncation of a valid file. Only the final newline may go.
 	for n := range len(valid) - 1 {
@@ -651,6 +659,7 @@ func FuzzDecodeTokenFile(f *testing.F) {
 	valid, _ := encodeTokenFile(Tokens{AccessToken: "a", RefreshToken: "r", Expiry: time.Unix(2e9, 0)})
 	for _, seed := range []string{
 		string(valid), "", "{}", "null", "[]", `{"accessToken": 1}`, `{"expiry": "x"}`,
+		`{"theme":"dark"}`, `{"accessToken":"","refreshToken":""}`, `{"refreshToken":"r"}`,
 		string(valid[:len(valid)/2]), `{"accessToken":"a","refreshToken":"r","extra":[1,{}]}`,
 	} {
 		f.Add([]byte(seed))
@@ -662,6 +671,9 @@ func FuzzDecodeTokenFile(f *testing.F) {
 				t.Fatalf("error %v does not wrap ErrCorruptFile", err)
 			}
 			return
+		}
+		if got.IsZero() {
+			t.Fatalf("decoded a file without tokens without an error")
 		}
 		enc, err := encodeTokenFile(got)
 		if err != nil {
