@@ -138,7 +138,8 @@ func fileError(op, path string, err error) error {
 // Save writes a temporary file in the same directory with mode 0600, syncs
 // it, renames it over the token file and syncs the directory, so readers and
 // a crash see either the old file or the new one, never a torn one. A crash
-// can leave a temporary file named ".<name>.tmp*" behind; it is never read.
+// can leave a temporary file named ".<name>.tmp*" behind; it is never read,
+// and Clear removes it with the token file, since it may hold tokens.
 // Missing parent directories are created with mode 0700.
 //
 // FileStore refuses a token file that is a symbolic link or not a regular
@@ -361,11 +362,14 @@ func writeTokenFile(path string, t Tokens) (err error) {
 // Clear refuses to remove a symbolic link or anything but a regular file,
 // since that would leave the tokens it points to in place. The lock file
 // (see Lock) is left in place.
+//
+// Clear also removes the temporary files that an interrupted Save left
+// beside the token file, since they may hold tokens: the regular files in
+// its directory named ".<name>.tmp" followed by the digits os.CreateTemp
+// adds. Symbolic links and other files are left alone. A Save that is under
+// way meanwhile in another process may then fail.
 func (s *FileStore) Clear(ctx context.Context) error {
 	fi, err := os.Lstat(s.path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil
-	}
 	if err == nil {
 		err = checkFileType(fi)
 	}
@@ -375,7 +379,55 @@ func (s *FileStore) Clear(ctx context.Context) error {
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fileError("clear", s.path, err)
 	}
+	if err := removeTempFiles(s.path); err != nil {
+		return fileError("clear", s.path, err)
+	}
 	return nil
+}
+
+// removeTempFiles removes the temporary files that writeTokenFile made for
+// path and did not rename, skipping those that vanish meanwhile. It returns
+// the first error after trying them all.
+func removeTempFiles(path string) error {
+	dir, name := filepath.Split(path)
+	if dir == "" {
+		dir = "."
+	}
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	var first error
+	for _, e := range entries {
+		if !isTempName(e.Name(), name) || !e.Type().IsRegular() {
+			continue
+		}
+		// os.Remove does not follow a symbolic link put in the file's
+		// place since ReadDir: it removes the link.
+		if err := os.Remove(filepath.Join(dir, e.Name())); err != nil && !errors.Is(err, fs.ErrNotExist) && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+// isTempName reports whether file is the name of a temporary file that
+// writeTokenFile makes for the token file name: os.CreateTemp replaces the
+// "*" of the pattern ".<name>.tmp*" by decimal digits.
+func isTempName(file, name string) bool {
+	digits, ok := strings.CutPrefix(file, "."+name+".tmp")
+	if !ok || digits == "" {
+		return false
+	}
+	for _, c := range digits {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 // Lock implements Locker. It blocks until this caller holds the lock of the
