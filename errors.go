@@ -17,8 +17,9 @@ var (
 
 	// ErrBodyNotReplayable is returned by Transport.RoundTrip when a
 	// request needed a replay after a refresh but its body could not be
-	// sent again: it had no GetBody and was larger than
-	// Transport.MaxReplayBody.
+	// sent again: it had no GetBody and its first attempt read more than
+	// Transport.MaxReplayBody bytes of it (or never finished with it).
+	// The refresh itself was done: sending the request again works.
 	ErrBodyNotReplayable = errors.New("autorefresh: request body cannot be replayed")
 )
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -206,4 +207,44 @@ func status(c *http.Client, url string) string {
 	}
 	resp.Body.Close()
 	return resp.Status
+}
+
+// A server of your own design: the access token goes in "X-Session: Token
+// <access>", the refresh token only to the refresh endpoint, in
+// "X-Refresh".
+func ExampleHeaderScheme_custom() {
+	scheme := autorefresh.HeaderScheme{AccessHeader: "X-Session", AccessPrefix: "Token "}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.URL.Path == "/refresh" && r.Header.Get("X-Refresh") == "refresh-1":
+			io.WriteString(w, `{"accessToken": "access-2", "refreshToken": "refresh-2"}`)
+		case r.URL.Path == "/refresh":
+			w.WriteHeader(http.StatusUnauthorized)
+		case r.Header.Get("X-Session") == "Token access-2":
+			fmt.Fprintln(w, "hello")
+		default:
+			w.WriteHeader(http.StatusForbidden) // access-1 has expired
+		}
+	}))
+	defer srv.Close()
+
+	tr := &autorefresh.Transport{
+		Store:  autorefresh.NewMemoryStore(autorefresh.Tokens{AccessToken: "access-1", RefreshToken: "refresh-1"}),
+		Scheme: scheme,
+		Refresher: &autorefresh.Endpoint{
+			URL:    srv.URL + "/refresh",
+			Scheme: autorefresh.HeaderScheme{AccessHeader: "X-Session", AccessPrefix: "Token ", RefreshHeader: "X-Refresh"},
+		},
+	}
+	resp, err := autorefresh.NewClient(nil, tr).Get(srv.URL + "/hello")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer resp.Body.Close()
+	io.Copy(os.Stdout, resp.Body)
+	fmt.Printf("refreshes: %d\n", tr.Stats().Refreshes)
+	// Output:
+	// hello
+	// refreshes: 1
 }

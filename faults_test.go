@@ -32,8 +32,8 @@ import (
 // its lifetime left.
 const (
 	faultWorkers = 200
-	faultTTL     = 2 * time.Second
-	faultPhase   = 3 * time.Second // one and a half token lifetimes, three refreshes
+	faultTTL     = 3 * time.Second
+	faultPhase   = 3 * time.Second // a token lifetime: two refreshes ahead of expiry
 )
 
 // outcome counts what happened to the requests of one phase.

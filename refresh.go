@@ -109,7 +109,16 @@ func (t *Transport) renew(ctx context.Context, stale *session, proactive bool) (
 		return nil, errors.New("autorefresh: Transport.Refresher is nil")
 	}
 	t.stats.waits.Add(1)
-	ch := t.flight.DoChan("refresh", func() (any, error) {
+	ch := t.flight.DoChan("refresh", func() (s any, err error) {
+		// singleflight re-panics in a goroutine of its own, where no caller
+		// could recover: a Refresher or Store that panics fails the
+		// refresh instead. The value is not shown: it may hold tokens.
+		defer func() {
+			if p := recover(); p != nil {
+				t.stats.failures.Add(1)
+				s, err = nil, &RefreshError{Err: fmt.Errorf("autorefresh: refresh panicked (%T)", p)}
+			}
+		}()
 		return t.refresh(ctx, stale, proactive)
 	})
 	select {
@@ -208,7 +217,7 @@ func (t *Transport) exchange(ctx context.Context, stale *session, ev *RefreshEve
 	if tok.RefreshToken == "" {
 		tok.RefreshToken = current.RefreshToken
 	}
-	ns, serr := t.commit(stale, t.newSession(tok), func() error { return t.Store.Save(ctx, tok) })
+	ns, serr := t.commit(stale, t.makeSession(tok, true), func() error { return t.Store.Save(ctx, tok) })
 	ev.StoreErr = serr
 	return ns, ns.err
 }

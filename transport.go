@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/textproto"
+	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -103,7 +104,9 @@ type Transport struct {
 
 	// Scheme says which headers carry the tokens. The zero value is
 	// BearerScheme when Refresher is an *OAuth2, so that the refresh token
-	// only goes to the token endpoint, and DefaultScheme otherwise.
+	// only goes to the token endpoint, and DefaultScheme otherwise. A
+	// Refresher that wraps an *OAuth2 is not recognised: set BearerScheme
+	// yourself then.
 	Scheme HeaderScheme
 
 	// ShouldRefresh reports whether a response means the access token was
@@ -125,11 +128,12 @@ type Transport struct {
 	// DefaultRefreshTimeout is used.
 	RefreshTimeout time.Duration
 
-	// MaxReplayBody is the largest request body that is buffered so that
-	// it can be sent again; a request with GetBody set needs no buffer. If
-	// zero, DefaultMaxReplayBody is used; if negative, bodies without
-	// GetBody are not buffered. A request whose body could not be replayed
-	// fails with ErrBodyNotReplayable.
+	// MaxReplayBody is how much of a request body without GetBody is kept
+	// so that it can be sent again; a request with GetBody set needs no
+	// buffer. If zero, DefaultMaxReplayBody is used; if negative, bodies
+	// without GetBody are not buffered. When a request must be replayed
+	// and its first attempt read more of its body than that, it fails with
+	// ErrBodyNotReplayable.
 	MaxReplayBody int64
 
 	// Hosts, if not empty, lists the only hosts that get the tokens, as
@@ -143,7 +147,11 @@ type Transport struct {
 	Logger *slog.Logger
 
 	// OnRefresh, if not nil, is called after every refresh attempt from
-	// the goroutine that ran it. It must not block for long.
+	// the goroutine that ran it, before the requests waiting on the
+	// refresh go on. It must not block for long, and must not wait for a
+	// request sent through this Transport: a refused one would wait on the
+	// very refresh that is calling the hook. Send such requests from a
+	// goroutine of their own.
 	OnRefresh func(RefreshEvent)
 
 	// OnReplay, if not nil, is called with the caller's request before it
@@ -254,7 +262,14 @@ func (s *session) retryDue(now time.Time) bool {
 
 func (s *session) hasTokens() bool { return s.access != nil || s.refresh != nil }
 
-func (t *Transport) newSession(tok Tokens) *session {
+func (t *Transport) newSession(tok Tokens) *session { return t.makeSession(tok, false) }
+
+// makeSession returns the session for tok. A fresh token, just issued by a
+// refresh, that is already due for refreshing tells that the local clock
+// is ahead of the issuer's (or that the answer took most of its life to
+// arrive): its expiry is then taken as unknown, so that it is refreshed when
+// refused, rather than on every request.
+func (t *Transport) makeSession(tok Tokens, fresh bool) *session {
 	sc := t.scheme()
 	s := &session{
 		tokens:       tok,
@@ -269,6 +284,7 @@ func (t *Transport) newSession(tok Tokens) *session {
 	if sc.RefreshHeader != "" && tok.RefreshToken != "" {
 		s.refresh = []string{tok.RefreshToken}
 	}
+	now := t.clock()
 	exp, iat := tok.Expiry, time.Time{}
 	if exp.IsZero() {
 		exp, iat = jwtTimes(tok.AccessToken)
@@ -277,7 +293,6 @@ func (t *Transport) newSession(tok Tokens) *session {
 	if exp.IsZero() {
 		return s
 	}
-	now := t.clock()
 	if iat.IsZero() || iat.After(now) {
 		iat = now
 	}
@@ -287,6 +302,9 @@ func (t *Transport) newSession(tok Tokens) *session {
 	}
 	window = max(0, min(window, exp.Sub(iat)/2))
 	s.refreshAt = exp.Add(-window)
+	if fresh && !now.Before(s.refreshAt) {
+		s.expiry, s.refreshAt = time.Time{}, time.Time{}
+	}
 	return s
 }
 
@@ -560,7 +578,7 @@ func (t *Transport) replayBody(ctx context.Context, req *http.Request, rec *body
 	case rec == nil:
 		return nil, fmt.Errorf("%w: it has no GetBody and body buffering is off", ErrBodyNotReplayable)
 	}
-	return rec.replay(ctx)
+	return rec.replay(ctx, t.refreshTimeout())
 }
 
 // sendsTokens reports whether req may carry the tokens.
@@ -590,17 +608,32 @@ func (t *Transport) sendsTokens(req *http.Request) bool {
 
 func hostAllowed(hosts []string, host, port string) bool {
 	for _, h := range hosts {
-		name, p, hasPort := strings.Cut(h, ":")
-		if strings.HasPrefix(h, "[") { // [::1]:8080 or [::1]
-			name, p, hasPort = strings.Cut(strings.TrimPrefix(h, "["), "]")
-			p = strings.TrimPrefix(p, ":")
-			hasPort = p != ""
-		}
-		if strings.EqualFold(name, host) && (!hasPort || p == port) {
+		name, p := splitHostEntry(h)
+		if strings.EqualFold(name, host) && (p == "" || p == port) {
 			return true
 		}
 	}
 	return false
+}
+
+// splitHostEntry splits an entry of Transport.Hosts into a host name and
+// a port, empty when any. Entries may be "host", "host:port", an IPv6
+// address with or without brackets, or a URL.
+func splitHostEntry(h string) (name, port string) {
+	if strings.Contains(h, "://") {
+		if u, err := url.Parse(h); err == nil {
+			return u.Hostname(), u.Port()
+		}
+	}
+	if strings.HasPrefix(h, "[") { // [::1]:8080 or [::1]
+		name, rest, _ := strings.Cut(h[1:], "]")
+		return name, strings.TrimPrefix(rest, ":")
+	}
+	if strings.Count(h, ":") > 1 { // a bare IPv6 address
+		return h, ""
+	}
+	name, port, _ = strings.Cut(h, ":")
+	return name, port
 }
 
 // port returns p, or the default port of scheme when p is empty.
@@ -626,8 +659,9 @@ func drainClose(body io.ReadCloser) {
 }
 
 // NewClient returns a copy of base (http.DefaultClient if nil) whose
-// Transport is t. If t.Base is nil, it is set to base's Transport, so that t
-// sends its requests the way base did. base itself is not modified.
+// Transport is t. If t.Base is nil and base has a Transport, t.Base is set
+// to it, so that t sends its requests the way base did: call NewClient
+// before t is used. base itself is not modified.
 func NewClient(base *http.Client, t *Transport) *http.Client {
 	if base == nil {
 		base = http.DefaultClient
@@ -636,7 +670,7 @@ func NewClient(base *http.Client, t *Transport) *http.Client {
 	if t == nil {
 		t = new(Transport)
 	}
-	if t.Base == nil && base.Transport != t {
+	if t.Base == nil && base.Transport != nil && base.Transport != t {
 		t.Base = base.Transport
 	}
 	c.Transport = t

@@ -983,7 +983,7 @@ func TestTokensStayOnTheirHost(t *testing.T) {
 }
 
 func TestHostAllowed(t *testing.T) {
-	hosts := []string{"api.example.com", "auth.example.com:8443", "[::1]:9000", "127.0.0.1"}
+	hosts := []string{"api.example.com", "auth.example.com:8443", "[::1]:9000", "127.0.0.1", "::2", "https://svc.example.com:444/base", "[::3]"}
 	tests := []struct {
 		host, port string
 		want       bool
@@ -997,6 +997,10 @@ func TestHostAllowed(t *testing.T) {
 		{"::1", "9000", true},
 		{"::1", "9001", false},
 		{"127.0.0.1", "1234", true},
+		{"::2", "443", true},
+		{"::3", "80", true},
+		{"svc.example.com", "444", true},
+		{"svc.example.com", "443", false},
 	}
 	for _, tt := range tests {
 		if got := hostAllowed(hosts, tt.host, tt.port); got != tt.want {
@@ -1360,5 +1364,132 @@ func TestLoginInAnotherTransportIsPickedUp(t *testing.T) {
 	}
 	if n := srv.refreshCalls.Load(); n != 0 {
 		t.Errorf("refresh calls = %d; want 0", n)
+	}
+}
+
+func TestReplayStreamedBodyOverHTTP2(t *testing.T) {
+	checkGoroutines(t)
+	var got atomic.Pointer[string]
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.URL.Path == "/auth/refreshtoken":
+			io.WriteString(w, `{"accessToken":"new","refreshToken":"r2"}`)
+		case r.Header.Get("accessToken") != "new":
+			// Refuse after reading a little of the body.
+			io.ReadFull(r.Body, make([]byte, 4))
+			w.WriteHeader(http.StatusForbidden)
+		default:
+			b, _ := io.ReadAll(r.Body)
+			s := string(b)
+			got.Store(&s)
+		}
+	}))
+	srv.EnableHTTP2 = true
+	srv.StartTLS()
+	defer srv.Close()
+
+	for i := range 5 {
+		tr := &Transport{
+			Base:      srv.Client().Transport,
+			Store:     NewMemoryStore(Tokens{AccessToken: "old", RefreshToken: "r1"}),
+			Refresher: &Endpoint{URL: srv.URL + "/auth/refreshtoken", Base: srv.Client().Transport},
+		}
+		pr, pw := io.Pipe()
+		want := strings.Repeat("A", 4<<10) + "BBBB" + "CCCC" + "DDDD"
+		go func() {
+			pw.Write([]byte(want[:4<<10]))
+			pw.Write([]byte("BBBB"))
+			time.Sleep(20 * time.Millisecond) // the refusal arrives meanwhile
+			pw.Write([]byte("CCCC"))
+			pw.Write([]byte("DDDD"))
+			pw.Close()
+		}()
+		req, _ := http.NewRequest("POST", srv.URL+"/upload", pr)
+		resp, err := NewClient(srv.Client(), tr).Do(req)
+		if err != nil {
+			t.Fatalf("attempt %d: %v", i, err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 || got.Load() == nil || *got.Load() != want {
+			n := -1
+			if p := got.Load(); p != nil {
+				n = len(*p)
+			}
+			t.Fatalf("attempt %d: status %d, replay carried %d bytes; want 200 with the %d bytes sent", i, resp.StatusCode, n, len(want))
+		}
+		got.Store(nil)
+	}
+}
+
+func TestReplayWaitIsBounded(t *testing.T) {
+	// A base that neither reads nor closes the body breaks the
+	// RoundTripper contract; the replay gives up after RefreshTimeout.
+	base := roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		if r.URL.Path == "/auth/refreshtoken" {
+			return &http.Response{StatusCode: 200, Body: io.NopCloser(strings.NewReader(`{"accessToken":"new"}`)), Request: r}, nil
+		}
+		return &http.Response{StatusCode: 403, Body: http.NoBody, Request: r}, nil
+	})
+	tr := &Transport{
+		Base:           base,
+		Store:          NewMemoryStore(Tokens{AccessToken: "old", RefreshToken: "r"}),
+		Refresher:      &Endpoint{URL: "http://127.0.0.1/auth/refreshtoken", Base: base},
+		RefreshTimeout: 50 * time.Millisecond,
+	}
+	req, _ := http.NewRequest("POST", "http://127.0.0.1/x", noGetBody{strings.NewReader("body")})
+	_, err := tr.RoundTrip(req)
+	if !errors.Is(err, ErrBodyNotReplayable) {
+		t.Errorf("error = %v; want ErrBodyNotReplayable", err)
+	}
+}
+
+func TestRefresherPanicFailsTheRefresh(t *testing.T) {
+	srv := newProtoServer(t)
+	calls := 0
+	tr := &Transport{
+		Store: NewMemoryStore(srv.stale()),
+		Refresher: RefreshFunc(func(ctx context.Context, cur Tokens) (Tokens, error) {
+			calls++
+			if calls == 1 {
+				panic("bug in a refresher")
+			}
+			return (&Endpoint{URL: srv.URL + "/auth/refreshtoken"}).Refresh(ctx, cur)
+		}),
+	}
+	c := NewClient(nil, tr)
+	_, err := c.Get(srv.URL + "/api/x")
+	var re *RefreshError
+	if !errors.As(err, &re) || errors.Is(err, ErrSessionExpired) {
+		t.Fatalf("error = %v; want a transient *RefreshError", err)
+	}
+	if code, _ := get(t, c, srv.URL+"/api/x"); code != 200 {
+		t.Errorf("status after the panic = %d; want 200", code)
+	}
+}
+
+func TestClockAheadOfIssuerDoesNotRefreshEveryRequest(t *testing.T) {
+	srv := newProtoServer(t)
+	issuer := time.Now()
+	srv.jwtTTL, srv.jwtNow = time.Minute, func() time.Time { return issuer }
+	clock := newFakeClock(issuer.Add(2 * time.Minute)) // two minutes ahead
+	tr, _ := srv.transport(srv.issue())
+	tr.now = clock.now
+	c := NewClient(nil, tr)
+	for range 20 {
+		if code, _ := get(t, c, srv.URL+"/api/x"); code != 200 {
+			t.Fatalf("status = %d; want 200", code)
+		}
+	}
+	// The loaded token looks expired: one refresh. The new one looks
+	// expired as well, so its refusal, not the clock, will tell.
+	if n := srv.refreshCalls.Load(); n != 1 {
+		t.Errorf("refresh calls = %d; want 1", n)
+	}
+	srv.expireAll()
+	if code, _ := get(t, c, srv.URL+"/api/x"); code != 200 {
+		t.Errorf("status after the token expired = %d; want 200", code)
+	}
+	if n := srv.refreshCalls.Load(); n != 2 {
+		t.Errorf("refresh calls after the token expired = %d; want 2", n)
 	}
 }

@@ -188,7 +188,7 @@ func (s *Server) handleAPI(w http.ResponseWriter, r *http.Request) {
 type oauthTokens struct {
 	AccessToken  string `json:"access_token"`
 	TokenType    string `json:"token_type"`
-	ExpiresIn    int64  `json:"expires_in"`
+	ExpiresIn    int64  `json:"expires_in,omitempty"`
 	RefreshToken string `json:"refresh_token,omitempty"`
 }
 
@@ -289,11 +289,12 @@ func writeOAuthError(w http.ResponseWriter, status int, code, description string
 }
 
 // writeOAuthTokens answers t as a Bearer token response. expires_in is the
-// access-token lifetime in whole seconds, rounded down but at least 1; the
-// token's "exp" claim is exact.
+// access-token lifetime in whole seconds, rounded down, and left out for
+// lifetimes under a second, which it cannot express; the token's "exp"
+// claim is exact.
 func (s *Server) writeOAuthTokens(w http.ResponseWriter, t oauthTokens) {
 	t.TokenType = "Bearer"
-	t.ExpiresIn = max(1, int64(s.opts.AccessTTL.Seconds()))
+	t.ExpiresIn = int64(s.opts.AccessTTL.Seconds())
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("Pragma", "no-cache")
 	writeJSON(w, http.StatusOK, t)

@@ -35,7 +35,9 @@
 //
 // Access tokens are read from the "accessToken" header or from
 // "Authorization: Bearer". Their "exp" and "iat" claims carry a millisecond
-// fraction, so lifetimes below a second work.
+// fraction, so lifetimes below a second work. Code that verifies them with
+// golang-jwt (Options.SigningKey) should set jwt.TimePrecision to
+// time.Millisecond, or it rounds a sub-second token's times to seconds.
 package autorefreshtest
 
 import (
