@@ -87,8 +87,9 @@ const maxTokenFileSize = 1 << 20
 
 var (
 	// ErrCorruptFile is wrapped by the errors of FileStore.Load for a token
-	// file that is empty, truncated, too large or not the JSON that
-	// FileStore writes.
+	// file that is empty, truncated, too large, not the JSON that FileStore
+	// writes, or a JSON object that holds neither an access nor a refresh
+	// token.
 	ErrCorruptFile = errors.New("autorefresh: token file is corrupt")
 
 	// ErrUnsafeFile is wrapped by the errors of FileStore for a token file
@@ -137,7 +138,8 @@ func fileError(op, path string, err error) error {
 // Save writes a temporary file in the same directory with mode 0600, syncs
 // it, renames it over the token file and syncs the directory, so readers and
 // a crash see either the old file or the new one, never a torn one. A crash
-// can leave a temporary file named ".<name>.tmp*" behind; it is never read.
+// can leave a temporary file named ".<name>.tmp*" behind; it is never read,
+// and Clear removes it with the token file, since it may hold tokens.
 // Missing parent directories are created with mode 0700.
 //
 // FileStore refuses a token file that is a symbolic link or not a regular
@@ -173,8 +175,9 @@ type tokenFile struct {
 
 // Load returns the tokens in the file. It returns an error wrapping
 // ErrNoTokens when the file does not exist, ErrCorruptFile when it cannot be
-// parsed and ErrUnsafeFile when it is refused; every error is a *FileError
-// naming the path.
+// parsed or holds neither an access nor a refresh token (a file with only
+// one of them is valid), and ErrUnsafeFile when it is refused; every error
+// is a *FileError naming the path.
 //
 // When the file holds an expiry, the returned Tokens has Expiry set even if
 // the saved one left it to the JWT "exp" claim (see Save).
@@ -271,7 +274,13 @@ func decodeTokenFile(data []byte) (Tokens, error) {
 			return Tokens{}, fmt.Errorf("%w: invalid field value", ErrCorruptFile)
 		}
 	}
-	return Tokens{AccessToken: tf.AccessToken, RefreshToken: tf.RefreshToken, Expiry: tf.Expiry}, nil
+	t := Tokens{AccessToken: tf.AccessToken, RefreshToken: tf.RefreshToken, Expiry: tf.Expiry}
+	if t.IsZero() {
+		// Some other JSON file ("{}", settings, ...), not an empty store:
+		// FileStore never writes one, as Clear removes the file.
+		return Tokens{}, fmt.Errorf("%w: holds no accessToken or refreshToken", ErrCorruptFile)
+	}
+	return t, nil
 }
 
 // encodeTokenFile returns the content of a token file holding t. The expiry
@@ -296,6 +305,9 @@ func encodeTokenFile(t Tokens) ([]byte, error) {
 // Save does not stop early when ctx is done: the tokens it is given may be
 // the only copy of a rotated refresh token, and dropping them would end the
 // session.
+//
+// Tokens with neither an access nor a refresh token make a file that Load
+// reports as corrupt; use Clear to empty the store.
 func (s *FileStore) Save(ctx context.Context, t Tokens) error {
 	if err := writeTokenFile(s.path, t); err != nil {
 		return fileError("save", s.path, err)
@@ -350,11 +362,14 @@ func writeTokenFile(path string, t Tokens) (err error) {
 // Clear refuses to remove a symbolic link or anything but a regular file,
 // since that would leave the tokens it points to in place. The lock file
 // (see Lock) is left in place.
+//
+// Clear also removes the temporary files that an interrupted Save left
+// beside the token file, since they may hold tokens: the regular files in
+// its directory named ".<name>.tmp" followed by the digits os.CreateTemp
+// adds. Symbolic links and other files are left alone. A Save that is under
+// way meanwhile in another process may then fail.
 func (s *FileStore) Clear(ctx context.Context) error {
 	fi, err := os.Lstat(s.path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil
-	}
 	if err == nil {
 		err = checkFileType(fi)
 	}
@@ -364,7 +379,55 @@ func (s *FileStore) Clear(ctx context.Context) error {
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fileError("clear", s.path, err)
 	}
+	if err := removeTempFiles(s.path); err != nil {
+		return fileError("clear", s.path, err)
+	}
 	return nil
+}
+
+// removeTempFiles removes the temporary files that writeTokenFile made for
+// path and did not rename, skipping those that vanish meanwhile. It returns
+// the first error after trying them all.
+func removeTempFiles(path string) error {
+	dir, name := filepath.Split(path)
+	if dir == "" {
+		dir = "."
+	}
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	var first error
+	for _, e := range entries {
+		if !isTempName(e.Name(), name) || !e.Type().IsRegular() {
+			continue
+		}
+		// os.Remove does not follow a symbolic link put in the file's
+		// place since ReadDir: it removes the link.
+		if err := os.Remove(filepath.Join(dir, e.Name())); err != nil && !errors.Is(err, fs.ErrNotExist) && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+// isTempName reports whether file is the name of a temporary file that
+// writeTokenFile makes for the token file name: os.CreateTemp replaces the
+// "*" of the pattern ".<name>.tmp*" by decimal digits.
+func isTempName(file, name string) bool {
+	digits, ok := strings.CutPrefix(file, "."+name+".tmp")
+	if !ok || digits == "" {
+		return false
+	}
+	for _, c := range digits {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 // Lock implements Locker. It blocks until this caller holds the lock of the

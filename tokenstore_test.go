@@ -39,6 +39,7 @@ func TestFileStoreRoundTrip(t *testing.T) {
 		{"expiry from JWT", Tokens{AccessToken: jwtTok, RefreshToken: "refresh-3"}, exp},
 		{"local time zone", Tokens{AccessToken: "a", RefreshToken: "r", Expiry: exp.In(time.FixedZone("X", 3600))}, exp},
 		{"no refresh token", Tokens{AccessToken: "a"}, time.Time{}},
+		{"no access token", Tokens{RefreshToken: "r"}, time.Time{}},
 		{"unicode and quotes", Tokens{AccessToken: `a"\<>&é`, RefreshToken: "r\n\t"}, time.Time{}},
 	}
 	for _, tt := range tests {
@@ -199,6 +200,13 @@ func TestFileStoreCorrupt(t *testing.T) {
 		"binary":           "\x00\x01\x02" + secretAccess,
 		"too large":        "{" + strings.Repeat(" ", maxTokenFileSize) + "}",
 		"too large secret": `{"accessToken": "` + strings.Repeat(secretAccess, maxTokenFileSize/len(secretAccess)) + `"}`,
+		// JSON objects without a token are some other file, not an empty
+		// store.
+		"empty object":      "{}",
+		"other JSON object": `{"theme": "dark"}`,
+		"empty tokens":      `{"accessToken": "", "refreshToken": ""}`,
+		"only expiry":       `{"expiry": "2031-05-04T10:20:30Z"}`,
+		"null tokens":       `{"accessToken": null, "refreshToken": null}`,
 	}
 	// Every truncation of a valid file. Only the final newline may go.
 	for n := range len(valid) - 1 {
@@ -360,6 +368,136 @@ func TestFileStoreClear(t *testing.T) {
 		}
 		if _, err := os.Lstat(path); !errors.Is(err, fs.ErrNotExist) {
 			t.Errorf("file after Clear #%d: Lstat error = %v; want ErrNotExist", i+1, err)
+		}
+	}
+}
+
+// TestFileStoreClearTempFiles checks that Clear removes the temporary files
+// that a crash during Save leaves beside the token file, since they hold
+// tokens, and leaves every other file alone.
+func TestFileStoreClearTempFiles(t *testing.T) {
+	for _, withFile := range []bool{true, false} {
+		t.Run(fmt.Sprintf("token file exists %v", withFile), func(t *testing.T) {
+			ctx := context.Background()
+			dir := t.TempDir()
+			path := filepath.Join(dir, "tokens.json")
+			s := NewFileStore(path)
+			if withFile {
+				if err := s.Save(ctx, Tokens{AccessToken: "a", RefreshToken: "r"}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			unlock, err := s.Lock(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			unlock()
+			leftover, err := encodeTokenFile(Tokens{AccessToken: secretAccess, RefreshToken: secretRefresh})
+			if err != nil {
+				t.Fatal(err)
+			}
+			write := func(name string) string {
+				t.Helper()
+				p := filepath.Join(dir, name)
+				if err := os.WriteFile(p, leftover, 0o600); err != nil {
+					t.Fatal(err)
+				}
+				return p
+			}
+			// Temporary files as Save names them.
+			var gone []string
+			for range 3 {
+				f, err := os.CreateTemp(dir, ".tokens.json.tmp*")
+				if err != nil {
+					t.Fatal(err)
+				}
+				f.Write(leftover)
+				f.Close()
+				gone = append(gone, f.Name())
+			}
+			gone = append(gone, write(".tokens.json.tmp0"), write(".tokens.json.tmp4294967295"))
+
+			// Files that are not this store's temporary files.
+			kept := []string{path + ".lock"}
+			for _, name := range []string{
+				".tokens.json.tmp",       // no random part
+				".tokens.json.tmpx",      // not what CreateTemp makes
+				".tokens.json.tmp1.tmp2", // a temporary file of "tokens.json.tmp1"
+				".tokens.json.tmp.tmp3",  // a temporary file of "tokens.json.tmp"
+				"tokens.json.tmp5",       // no leading dot
+				".other.json.tmp6",       // another store's
+				".tokens.json.tmp7.lock", // not a temporary file
+				"x.tokens.json.tmp8",     // other prefix
+				".tokens.jsonx.tmp9",     // other name
+				".Tokens.json.tmp10",     // other case
+			} {
+				kept = append(kept, write(name))
+			}
+			target := filepath.Join(t.TempDir(), "target.json")
+			if err := os.WriteFile(target, leftover, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			link := filepath.Join(dir, ".tokens.json.tmp11")
+			if err := os.Symlink(target, link); err == nil {
+				kept = append(kept, link, target)
+			}
+			sub := filepath.Join(dir, ".tokens.json.tmp12")
+			if err := os.Mkdir(sub, 0o700); err != nil {
+				t.Fatal(err)
+			}
+			kept = append(kept, sub)
+
+			if err := s.Clear(ctx); err != nil {
+				t.Fatalf("Clear: %v", err)
+			}
+			for _, p := range append(gone, path) {
+				if _, err := os.Lstat(p); !errors.Is(err, fs.ErrNotExist) {
+					t.Errorf("%s after Clear: Lstat error = %v; want ErrNotExist", filepath.Base(p), err)
+				}
+			}
+			for _, p := range kept {
+				if _, err := os.Lstat(p); err != nil {
+					t.Errorf("%s after Clear: %v; want it left in place", filepath.Base(p), err)
+				}
+			}
+		})
+	}
+}
+
+// TestFileStoreClearConcurrent runs Clear from many goroutines over many
+// leftover temporary files: files that another Clear removed meanwhile are
+// not an error.
+func TestFileStoreClearConcurrent(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "tokens.json")
+	s := NewFileStore(path)
+	for round := range 5 {
+		if err := s.Save(ctx, Tokens{AccessToken: "a", RefreshToken: "r"}); err != nil {
+			t.Fatal(err)
+		}
+		for range 40 {
+			f, err := os.CreateTemp(dir, ".tokens.json.tmp*")
+			if err != nil {
+				t.Fatal(err)
+			}
+			f.Close()
+		}
+		const goroutines = 8
+		var wg sync.WaitGroup
+		errc := make(chan error, goroutines)
+		for range goroutines {
+			wg.Go(func() { errc <- NewFileStore(path).Clear(ctx) })
+		}
+		wg.Wait()
+		close(errc)
+		for err := range errc {
+			if err != nil {
+				t.Errorf("round %d: Clear: %v", round, err)
+			}
+		}
+		if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+			t.Fatalf("round %d: directory holds %d entries after Clear; want 0", round, len(entries))
 		}
 	}
 }
@@ -651,6 +789,7 @@ func FuzzDecodeTokenFile(f *testing.F) {
 	valid, _ := encodeTokenFile(Tokens{AccessToken: "a", RefreshToken: "r", Expiry: time.Unix(2e9, 0)})
 	for _, seed := range []string{
 		string(valid), "", "{}", "null", "[]", `{"accessToken": 1}`, `{"expiry": "x"}`,
+		`{"theme":"dark"}`, `{"accessToken":"","refreshToken":""}`, `{"refreshToken":"r"}`,
 		string(valid[:len(valid)/2]), `{"accessToken":"a","refreshToken":"r","extra":[1,{}]}`,
 	} {
 		f.Add([]byte(seed))
@@ -662,6 +801,9 @@ func FuzzDecodeTokenFile(f *testing.F) {
 				t.Fatalf("error %v does not wrap ErrCorruptFile", err)
 			}
 			return
+		}
+		if got.IsZero() {
+			t.Fatalf("decoded a file without tokens without an error")
 		}
 		enc, err := encodeTokenFile(got)
 		if err != nil {

@@ -10,7 +10,10 @@
 // otherwise does it call the refresh endpoint, and it saves the new pair
 // before unlocking.
 //
-//	rdb := redis.NewClient(&redis.Options{Addr: "redis:6379"})
+//	rdb := redis.NewClient(&redis.Options{
+//		Addr:                  "redis:6379",
+//		ContextTimeoutEnabled: true, // honour the Transport's deadlines
+//	})
 //	store := redisstore.New(rdb, "myapp:tokens",
 //		redisstore.WithTTL(30*24*time.Hour)) // the refresh token's lifetime
 //	client := &http.Client{Transport: &autorefresh.Transport{
@@ -20,6 +23,22 @@
 //
 // Every replica uses the same key. The pair is stored as JSON under it; the
 // lock lives under the key followed by ":lock".
+//
+// # Deadlines
+//
+// go-redis ignores the deadlines of contexts unless
+// redis.Options.ContextTimeoutEnabled is true (the same field exists in
+// redis.UniversalOptions, redis.ClusterOptions, redis.FailoverOptions and
+// redis.RingOptions): without it, a command to a Redis that hangs waits for
+// the client's ReadTimeout and WriteTimeout (5 seconds by default), retried
+// up to MaxRetries times, whatever the deadline of the request or refresh
+// that runs it. Set ContextTimeoutEnabled to true. With it, Load, Save,
+// Clear and Lock return by the deadline of their context, and the unlock
+// function returned by Lock by the deadline of Lock's context; clean-up that
+// must outlive it (deleting a lock that a failed command may have taken, or
+// a release that Redis has not confirmed) runs in the background, and ends
+// within a bounded time: each of its commands times out within the lease,
+// and within 5 seconds.
 //
 // # What the lock guarantees, and what it does not
 //

@@ -30,8 +30,8 @@ end
 return 0
 `)
 
-// maxReleaseWait bounds how long unlock waits for Redis to confirm a release.
-// If it does not answer, the lock still ends when its lease runs out.
+// maxReleaseWait bounds how long a release waits for Redis to confirm it. If
+// Redis does not answer, the lock still ends when its lease runs out.
 const maxReleaseWait = 5 * time.Second
 
 // Lock takes the store's Redis lock, waiting while another holder (in this
@@ -40,15 +40,26 @@ const maxReleaseWait = 5 * time.Second
 //
 // The lock is the key LockKey set with SET NX PX to a random owner value that
 // lives for the lease (WithLease). While it is held, a goroutine renews the
-// lease every third of it. The returned unlock stops that goroutine, waits
-// for it to end, and deletes the key only if it still holds this owner value;
-// unlock must be called exactly once, and later calls do nothing. Errors of
-// the release are not reported: a lock that could not be deleted ends when
-// its lease runs out.
+// lease every third of it. The returned unlock stops that goroutine and
+// deletes the key only if it still holds this owner value; unlock must be
+// called exactly once, and later calls do nothing. Errors of the release are
+// not reported: a lock that could not be deleted ends when its lease runs
+// out.
+//
+// unlock waits for the release until Redis confirms it or ctx is done,
+// whichever comes first; in the latter case the release goes on in the
+// background, and gives up after the lease or 5 seconds, whichever is
+// shorter. So when ctx has a deadline, neither Lock nor unlock waits for a
+// hanging Redis past it, provided the client honours deadlines (see the
+// package doc on redis.Options.ContextTimeoutEnabled). With a done ctx, the
+// lock may still be held for a moment after unlock returns.
 //
 // When ctx ends first, Lock returns an error that wraps ctx.Err(). It returns
-// other errors when Redis cannot be reached; then nobody can coordinate, and
-// the caller should not refresh.
+// other errors when Redis cannot be reached (among them the client's timeout
+// errors when ctx's deadline passes during a command); then nobody can
+// coordinate, and the caller should not refresh. A command that failed may
+// still have taken the lock in Redis: Lock then deletes it in the
+// background, bounded like the release.
 func (s *Store) Lock(ctx context.Context) (unlock func(), err error) {
 	owner := crand.Text()
 	if err := s.acquire(ctx, owner); err != nil {
@@ -69,7 +80,10 @@ func (s *Store) acquire(ctx context.Context, owner string) error {
 		if err != nil {
 			// The SET may have reached Redis though its reply did not
 			// come back: do not leave the lock held until the lease ends.
-			s.release(context.WithoutCancel(ctx), owner)
+			// The release runs in the background, bounded by its own
+			// timeout, so that Lock returns at the caller's deadline
+			// when Redis hangs.
+			go s.release(context.WithoutCancel(ctx), owner)
 			return fmt.Errorf("autorefresh: redisstore: lock %q: %w", s.lockKey, err)
 		}
 		if ok {
@@ -108,8 +122,19 @@ func (s *Store) hold(ctx context.Context, owner string) (unlock func()) {
 	return func() {
 		once.Do(func() {
 			stop()
-			<-done
-			s.release(base, owner)
+			released := make(chan struct{})
+			go func() {
+				defer close(released)
+				<-done
+				s.release(base, owner)
+			}()
+			// Wait for the release, but not past ctx: when Redis hangs
+			// the caller's deadline holds, and the release goes on in
+			// the background until its own timeout.
+			select {
+			case <-released:
+			case <-ctx.Done():
+			}
 		})
 	}
 }

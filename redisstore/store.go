@@ -125,7 +125,9 @@ func (s *Store) Key() string { return s.key }
 func (s *Store) LockKey() string { return s.lockKey }
 
 // Load returns the stored pair, or autorefresh.ErrNoTokens when the key does
-// not exist (never saved, cleared, or expired by its TTL).
+// not exist (never saved, cleared, or expired by its TTL). A value that is
+// not a JSON token pair, or holds neither an access nor a refresh token (a
+// pair with only one of them is valid), is an error.
 func (s *Store) Load(ctx context.Context) (autorefresh.Tokens, error) {
 	b, err := s.client.Get(ctx, s.key).Bytes()
 	if errors.Is(err, redis.Nil) {
@@ -135,18 +137,23 @@ func (s *Store) Load(ctx context.Context) (autorefresh.Tokens, error) {
 		return autorefresh.Tokens{}, fmt.Errorf("autorefresh: redisstore: load %q: %w", s.key, err)
 	}
 	var t autorefresh.Tokens
-	if err := json.Unmarshal(b, &t); err != nil {
-		// The decoder's error is left out: it can quote bytes of the value.
+	// The decoder's error is left out: it can quote bytes of the value. A
+	// value without tokens ("null", "{}", other JSON) is not an empty
+	// store: Save never writes one, as Clear deletes the key.
+	if err := json.Unmarshal(b, &t); err != nil || t.IsZero() {
 		return autorefresh.Tokens{}, fmt.Errorf("autorefresh: redisstore: load %q: %w", s.key, errCorrupt)
 	}
 	return t, nil
 }
 
-// errCorrupt is wrapped by Load when the stored value is not a token pair.
+// errCorrupt is wrapped by Load when the stored value is not a token pair,
+// or holds neither an access nor a refresh token.
 var errCorrupt = errors.New("stored value is not a JSON token pair")
 
 // Save stores t under the store's key, replacing what was there, with the
-// TTL set by WithTTL if any.
+// TTL set by WithTTL if any. Tokens with neither an access nor a refresh
+// token make a value that Load reports as corrupt; use Clear to empty the
+// store.
 func (s *Store) Save(ctx context.Context, t autorefresh.Tokens) error {
 	b, err := json.Marshal(t)
 	if err != nil {

@@ -147,19 +147,45 @@ func TestTTL(t *testing.T) {
 func TestLoadCorrupt(t *testing.T) {
 	c, s := setup(t)
 	ctx := context.Background()
-	for _, v := range []string{
+	for i, v := range []string{
 		secretAccess,
 		`{"accessToken": 42, "refreshToken": "` + secretRefresh + `"}`,
 		`{"accessToken": "` + secretAccess + `", "refreshToken": ` + secretRefresh + `}`,
+		// JSON that holds no token is some other value, not an empty
+		// store.
+		`null`,
+		`{}`,
+		`{"x":1}`,
+		`{"accessToken": "", "refreshToken": ""}`,
+		`{"expiry": "2031-05-04T10:20:30Z"}`,
 	} {
 		c.Set(ctx, s.Key(), v, 0)
-		_, err := s.Load(ctx)
-		if err == nil || errors.Is(err, autorefresh.ErrNoTokens) {
-			t.Errorf("Load of %d-byte corrupt value: err = %v; want a decoding error", len(v), err)
+		got, err := s.Load(ctx)
+		if !errors.Is(err, redisstore.ErrCorrupt) {
+			t.Errorf("Load of corrupt value #%d (%d bytes): got %v, err = %v; want an error wrapping the corrupt error",
+				i, len(v), got, err)
 			continue
 		}
 		if msg := err.Error(); strings.Contains(msg, "secret") {
 			t.Errorf("Load error %q shows a token value", msg)
+		}
+	}
+}
+
+// TestLoadOneToken checks that a pair with only one of its tokens loads.
+func TestLoadOneToken(t *testing.T) {
+	_, s := setup(t)
+	ctx := context.Background()
+	for _, want := range []autorefresh.Tokens{{AccessToken: "a"}, {RefreshToken: "r"}} {
+		if err := s.Save(ctx, want); err != nil {
+			t.Fatal(err)
+		}
+		got, err := s.Load(ctx)
+		if err != nil {
+			t.Fatalf("Load: %v", err)
+		}
+		if got.AccessToken != want.AccessToken || got.RefreshToken != want.RefreshToken {
+			t.Errorf("Load = %q/%q; want %q/%q", got.AccessToken, got.RefreshToken, want.AccessToken, want.RefreshToken)
 		}
 	}
 }

@@ -1,0 +1,4 @@
+package redisstore
+
+// ErrCorrupt lets the external tests check for errCorrupt.
+var ErrCorrupt = errCorrupt
