@@ -63,23 +63,27 @@ type counters struct {
 
 // Stats returns a snapshot of the counters. It is safe to call while the
 // server serves requests; each counter is read atomically, but the snapshot
-// as a whole may interleave with requests in flight.
+// as a whole may interleave with requests in flight. The outcomes of calls
+// are read before the calls, so that a snapshot never shows more outcomes
+// (Refreshes, rejections, faults, API 401s and 403s, check failures) than
+// calls.
 func (s *Server) Stats() Stats {
 	c := &s.stats
-	return Stats{
-		Logins:             c.logins.Load(),
+	st := Stats{
 		LoginFailures:      c.loginFailures.Load(),
-		RefreshCalls:       c.refreshCalls.Load(),
 		Refreshes:          c.refreshes.Load(),
 		RefreshRejections:  c.refreshRejections.Load(),
 		ReuseRejections:    c.reuseRejections.Load(),
 		RefreshFaults:      c.refreshFaults.Load(),
 		ClientAuthFailures: c.clientAuthFail.Load(),
 		Revocations:        c.revocations.Load(),
-		APICalls:           c.apiCalls.Load(),
 		API401s:            c.api401s.Load(),
 		API403s:            c.api403s.Load(),
-		Checks:             c.checks.Load(),
 		CheckFailures:      c.checkFailures.Load(),
 	}
+	st.Logins = c.logins.Load()
+	st.RefreshCalls = c.refreshCalls.Load()
+	st.APICalls = c.apiCalls.Load()
+	st.Checks = c.checks.Load()
+	return st
 }
