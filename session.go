@@ -58,14 +58,15 @@ func (e *SessionError) Unwrap() error { return e.Err }
 // optional "expiry" in RFC 3339 is read too) with SetTokens, so that
 // requests carry the new tokens from then on.
 //
-// loginURL must be https, or http to a loopback host. The request is sent
+// loginURL must be https, or http to a loopback host unless t.AllowHTTP is
+// set. The request is sent
 // with t.Base, without tokens, and redirects are not followed. A 400, 401
 // or 403 answer yields a *SessionError wrapping ErrLoginRejected; any other
 // failure leaves the stored tokens as they were. To log in some other way
-// (an HTML form, an OAuth grant, plain http inside a private network), make
-// the request yourself and call SetTokens.
+// (an HTML form, an OAuth grant), make the request yourself and call
+// SetTokens.
 func (t *Transport) Login(ctx context.Context, loginURL string, creds any) error {
-	if err := checkSecureURL(loginURL, false, "credentials"); err != nil {
+	if err := checkSecureURL(loginURL, t.AllowHTTP, "credentials"); err != nil {
 		return &SessionError{Op: "login", Err: err}
 	}
 	body, err := json.Marshal(creds)
@@ -123,10 +124,10 @@ func (t *Transport) Login(ctx context.Context, loginURL string, creds any) error
 // *SessionError and keeps the tokens: the session may well be good once
 // the server is reachable again.
 //
-// checkURL must be https, or http to a loopback host, and a host that
-// t.Hosts (if set) lets the tokens go to. Its response body is discarded.
+// checkURL must be https, or http to a loopback host unless t.AllowHTTP is
+// set, and a host that t.Hosts (if set) lets the tokens go to. Its response body is discarded.
 func (t *Transport) Resume(ctx context.Context, checkURL string) error {
-	if err := checkSecureURL(checkURL, false, "tokens"); err != nil {
+	if err := checkSecureURL(checkURL, t.AllowHTTP, "tokens"); err != nil {
 		return &SessionError{Op: "resume", Err: err}
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, checkURL, nil)

@@ -542,3 +542,25 @@ func TestLogout(t *testing.T) {
 		t.Errorf("refresh calls = %d; want 0", got)
 	}
 }
+
+func TestAllowHTTPForLoginAndResume(t *testing.T) {
+	for _, allow := range []bool{false, true} {
+		var sent atomic.Int64
+		base := roundTripFunc(func(r *http.Request) (*http.Response, error) {
+			sent.Add(1)
+			body := `{"accessToken":"a","refreshToken":"r"}`
+			return &http.Response{StatusCode: 200, Body: io.NopCloser(strings.NewReader(body)), Request: r}, nil
+		})
+		tr := &Transport{Base: base, Store: &MemoryStore{}, AllowHTTP: allow}
+		ctx := context.Background()
+		loginErr := tr.Login(ctx, "http://auth.intranet.example/login", map[string]string{"username": "u"})
+		resumeErr := tr.Resume(ctx, "http://auth.intranet.example/check")
+		if allow {
+			if loginErr != nil || resumeErr != nil || sent.Load() != 2 {
+				t.Errorf("AllowHTTP: login %v, resume %v, %d requests; want both to work", loginErr, resumeErr, sent.Load())
+			}
+		} else if loginErr == nil || resumeErr == nil || sent.Load() != 0 {
+			t.Errorf("without AllowHTTP: login %v, resume %v, %d requests; want both refused before sending", loginErr, resumeErr, sent.Load())
+		}
+	}
+}

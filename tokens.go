@@ -14,7 +14,11 @@ import (
 //
 // Tokens never print their values: fmt verbs (%v, %+v, %#v, %s), String and
 // slog show "[redacted]" in their place. encoding/json does write them, so
-// that stores can persist them.
+// that stores can persist them. Two limits of fmt and slog remain: a Tokens
+// held in an unexported struct field is printed field by field (fmt cannot
+// call its methods), and slog's JSON handler encodes a struct that holds a
+// Tokens with encoding/json. Log Tokens values themselves, not structs that
+// contain them.
 type Tokens struct {
 	AccessToken  string `json:"accessToken"`
 	RefreshToken string `json:"refreshToken"`

@@ -140,7 +140,15 @@ type Transport struct {
 	// "host" (any port) or "host:port". Whatever the list, a request that
 	// follows a redirect gets the tokens only on the same scheme (or an
 	// upgrade to https), host and port as the request that started it.
+	// Without a list, every request that t sends carries the tokens, over
+	// plain http too: list your API's hosts when the client may also reach
+	// others.
 	Hosts []string
+
+	// AllowHTTP permits Login and Resume to use plain http:// URLs of hosts
+	// that are not loopback addresses. Credentials and tokens then cross
+	// the network unencrypted.
+	AllowHTTP bool
 
 	// Logger, if not nil, gets debug lines on refreshes and replays. Token
 	// values are never logged.
