@@ -36,8 +36,35 @@ type bodyRecorder struct {
 	rcClosed bool
 }
 
-func newBodyRecorder(rc io.ReadCloser, limit int64) *bodyRecorder {
-	return &bodyRecorder{rc: rc, limit: limit, done: make(chan struct{})}
+// bufPool holds the buffers of bodies that were not replayed, up to
+// maxPooled bytes each.
+var bufPool sync.Pool
+
+const maxPooled = 64 << 10
+
+// newBodyRecorder records up to limit bytes of rc, whose length is size
+// when it is known (positive).
+func newBodyRecorder(rc io.ReadCloser, limit, size int64) *bodyRecorder {
+	b := &bodyRecorder{rc: rc, limit: limit, done: make(chan struct{})}
+	if p, ok := bufPool.Get().(*[]byte); ok {
+		b.buf = (*p)[:0]
+	}
+	if size > 0 && size <= limit && int64(cap(b.buf)) < size {
+		b.buf = make([]byte, 0, size)
+	}
+	return b
+}
+
+// recycle puts the buffer back in the pool once nothing can use it: the
+// replay was given up and the first attempt is done with the body.
+func (b *bodyRecorder) recycle() {
+	if b.released && b.finished && b.buf != nil {
+		if cap(b.buf) <= maxPooled {
+			buf := b.buf[:0]
+			bufPool.Put(&buf)
+		}
+		b.buf = nil
+	}
 }
 
 func (b *bodyRecorder) Read(p []byte) (int, error) {
@@ -55,9 +82,11 @@ func (b *bodyRecorder) Read(p []byte) (int, error) {
 	defer b.mu.Unlock()
 	b.reading--
 	b.n += int64(n)
-	if b.n <= b.limit {
+	switch {
+	case b.released: // no replay: nothing to keep
+	case b.n <= b.limit:
 		b.buf = append(b.buf, p[:n]...)
-	} else {
+	default:
 		b.buf = nil
 	}
 	if err == io.EOF {
@@ -87,6 +116,7 @@ func (b *bodyRecorder) checkDone() {
 		b.finished = true
 		close(b.done)
 	}
+	b.recycle()
 }
 
 func (b *bodyRecorder) closeRC() error {
@@ -109,6 +139,7 @@ func (b *bodyRecorder) release() {
 	if b.closed || b.finished {
 		b.closeRC()
 	}
+	b.recycle()
 }
 
 // replay waits, at most wait, until the first attempt is done with the

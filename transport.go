@@ -364,7 +364,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		if limit == 0 {
 			limit = DefaultMaxReplayBody
 		}
-		rec = newBodyRecorder(req.Body, limit)
+		rec = newBodyRecorder(req.Body, limit, req.ContentLength)
 		body = rec
 	}
 	resp, err := t.base().RoundTrip(t.authorize(req, s, body))
