@@ -86,7 +86,9 @@ func (t *Transport) scheme() HeaderScheme {
 // The tokens are loaded from the Store on first use and then kept in
 // memory: a request with a good token takes no lock and does no I/O.
 // Requests go out without tokens while none are stored (before logging in,
-// or after the session ended), and their rejections are returned as is.
+// or after the session ended). When such a request is refused, the Store is
+// read again, in case another process has logged in meanwhile; if it still
+// holds nothing, the refusal is returned as is.
 //
 // A Transport is safe for concurrent use. Its fields must not be changed
 // after its first use. Store must be set.
