@@ -21,7 +21,9 @@ import (
 // session is over, by returning an error that wraps ErrSessionExpired; the
 // Transport then clears its store. Any other error is taken as transient and
 // the tokens are kept. A returned Tokens without a RefreshToken keeps the
-// current one.
+// current one. A Refresher may also log in again by calling the
+// Transport's SetTokens with the ctx it was given; the Transport then uses
+// those tokens.
 type Refresher interface {
 	Refresh(ctx context.Context, current Tokens) (Tokens, error)
 }
@@ -67,24 +69,37 @@ type RefreshEvent struct {
 // expiry is tried again.
 const maxRetryAhead = 5 * time.Second
 
+// maxWaitAhead is the longest a request whose token is still good waits
+// for a refresh ahead of expiry; after that it goes out with its token,
+// and the refresh goes on for the requests that follow.
+const maxWaitAhead = time.Second
+
 // refreshAhead refreshes s, which is due or expired at now, before a
-// request is sent with it. A transient failure is not fatal while s has
-// not expired: the request goes out with s, and further refreshes ahead of
-// expiry wait for half the time left (at most maxRetryAhead), so that
-// requests do not each wait on a failing endpoint while their token is good.
+// request is sent with it. While s has not expired, a refresh that fails
+// or takes longer than maxWaitAhead is not fatal: the request goes out
+// with s, and further refreshes ahead of expiry wait for half the time
+// left (at most maxRetryAhead), so that requests do not each wait on a
+// failing or hanging endpoint while their token is good.
 func (t *Transport) refreshAhead(ctx context.Context, s *session, now time.Time) (*session, error) {
 	if t.Refresher == nil {
 		return s, nil
 	}
-	ns, err := t.renew(ctx, s, true)
+	valid := now.Before(s.expiry)
+	limit := time.Duration(0)
+	if valid {
+		limit = min(maxWaitAhead, s.expiry.Sub(now))
+		if d, ok := ctx.Deadline(); ok {
+			limit = min(limit, time.Until(d)/2) // leave the request time to go out
+		}
+	}
+	ns, err := t.renew(ctx, s, true, limit)
 	switch {
 	case err == nil:
 		return ns, nil
-	case errors.Is(err, ErrSessionExpired), ctx.Err() != nil, !now.Before(s.expiry):
+	case errors.Is(err, ErrSessionExpired), ctx.Err() != nil, !valid:
 		return nil, err
 	}
-	wait := min(maxRetryAhead, s.expiry.Sub(now)/2)
-	s.retryAt.Store(now.Add(wait).UnixNano())
+	s.retryAt.Store(now.Add(min(maxRetryAhead, s.expiry.Sub(now)/2)).UnixNano())
 	return s, nil
 }
 
@@ -98,7 +113,7 @@ func (t *Transport) refreshTimeout() time.Duration {
 // renew returns the session that replaces stale, refreshing stale unless
 // that was done already. All callers share one refresh at a time, which
 // runs to completion even when they give up waiting on their contexts.
-func (t *Transport) renew(ctx context.Context, stale *session, proactive bool) (*session, error) {
+func (t *Transport) renew(ctx context.Context, stale *session, proactive bool, limit time.Duration) (*session, error) {
 	if cur := t.state.Load(); cur != stale {
 		if !cur.expired(t.clock()) {
 			return cur, cur.err
@@ -109,18 +124,43 @@ func (t *Transport) renew(ctx context.Context, stale *session, proactive bool) (
 		return nil, errors.New("autorefresh: Transport.Refresher is nil")
 	}
 	t.stats.waits.Add(1)
-	ch := t.flight.DoChan("refresh", func() (s any, err error) {
-		// singleflight re-panics in a goroutine of its own, where no caller
-		// could recover: a Refresher or Store that panics fails the
-		// refresh instead. The value is not shown: it may hold tokens.
-		defer func() {
-			if p := recover(); p != nil {
-				t.stats.failures.Add(1)
-				s, err = nil, &RefreshError{Err: fmt.Errorf("autorefresh: refresh panicked (%T)", p)}
-			}
-		}()
+	onPanic := func(p any) error {
+		t.stats.failures.Add(1)
+		return &RefreshError{Err: fmt.Errorf("autorefresh: refresh panicked (%T)", p)}
+	}
+	s, err := t.await(ctx, "refresh", limit, onPanic, func() (*session, error) {
 		return t.refresh(ctx, stale, proactive)
 	})
+	if errors.Is(err, errGaveUp) && limit == 0 {
+		err = &RefreshError{Err: fmt.Errorf("autorefresh: refresh did not end within %v", t.refreshTimeout())}
+	}
+	return s, err
+}
+
+// errGaveUp is returned by await when it stopped waiting first.
+var errGaveUp = errors.New("autorefresh: gave up waiting")
+
+// await runs fn in the single flight of key, shared with the concurrent
+// callers, and waits for its session until ctx is done or, if limit > 0,
+// for at most limit; in any case no longer than RefreshTimeout and a
+// second, in case fn never ends (it called runtime.Goexit). A panic in fn
+// becomes onPanic's error: singleflight would re-panic it in a goroutine
+// of its own, where no caller could recover it. Its value is not shown: it
+// may hold tokens.
+func (t *Transport) await(ctx context.Context, key string, limit time.Duration, onPanic func(any) error, fn func() (*session, error)) (*session, error) {
+	ch := t.flight.DoChan(key, func() (v any, err error) {
+		defer func() {
+			if p := recover(); p != nil {
+				v, err = nil, onPanic(p)
+			}
+		}()
+		return fn()
+	})
+	if max := t.refreshTimeout() + time.Second; limit <= 0 || limit > max {
+		limit = max
+	}
+	timer := time.NewTimer(limit)
+	defer timer.Stop()
 	select {
 	case r := <-ch:
 		if r.Err != nil {
@@ -129,6 +169,8 @@ func (t *Transport) renew(ctx context.Context, stale *session, proactive bool) (
 		return r.Val.(*session), nil
 	case <-ctx.Done():
 		return nil, ctx.Err()
+	case <-timer.C:
+		return nil, errGaveUp
 	}
 }
 
@@ -211,6 +253,9 @@ func (t *Transport) exchange(ctx context.Context, stale *session, ev *RefreshEve
 		}
 		if errors.Is(err, ErrSessionExpired) {
 			return t.end(stale, err, ev, func() error { return t.Store.Clear(ctx) })
+		}
+		if cur := t.state.Load(); cur != stale && cur.hasTokens() {
+			return cur, nil // logged in again meanwhile
 		}
 		return nil, err
 	}

@@ -152,7 +152,7 @@ func (t *Transport) Resume(ctx context.Context, checkURL string) error {
 		// rather than end a session that a refresh may save.
 		drainClose(resp.Body)
 		resp = nil
-		if _, err = t.renew(ctx, t.state.Load(), false); err == nil {
+		if _, err = t.renew(ctx, t.state.Load(), false, 0); err == nil {
 			resp, err = t.RoundTrip(req)
 		}
 	}

@@ -88,7 +88,13 @@ func (t *Transport) scheme() HeaderScheme {
 // Requests go out without tokens while none are stored (before logging in,
 // or after the session ended). When such a request is refused, the Store is
 // read again, in case another process has logged in meanwhile; if it still
-// holds nothing, the refusal is returned as is.
+// holds nothing, the refusal is returned as is. A refused request whose
+// tokens were cleared (Logout) while it waited for the refresh fails with
+// ErrNoTokens.
+//
+// A request whose access token is due for an early refresh but still good
+// waits for that refresh at most a second (and at most half of what is left
+// of its context's deadline), then goes out with the token it has.
 //
 // A Transport is safe for concurrent use. Its fields must not be changed
 // after its first use. Store must be set.
@@ -415,7 +421,7 @@ func (t *Transport) replacement(ctx context.Context, s *session, refused *http.R
 		return ns, nil
 	}
 	drainClose(refused.Body)
-	ns, err := t.renew(ctx, s, false)
+	ns, err := t.renew(ctx, s, false, 0)
 	if err == nil && !ns.hasTokens() {
 		err = ErrNoTokens // logged out meanwhile
 	}
@@ -448,7 +454,12 @@ func (t *Transport) load(ctx context.Context, stale *session) (*session, error) 
 	if t.Store == nil {
 		return nil, errors.New("autorefresh: Transport.Store is nil")
 	}
-	ch := t.flight.DoChan("load", func() (any, error) {
+	onPanic := func(p any) error { return fmt.Errorf("autorefresh: Store.Load panicked (%T)", p) }
+	return t.await(ctx, "load", 0, onPanic, func() (*session, error) {
+		// Under writeMu, so that a load never brings back tokens that
+		// SetTokens or ClearTokens is replacing.
+		t.writeMu.Lock()
+		defer t.writeMu.Unlock()
 		if s := t.state.Load(); s != stale {
 			return s, nil
 		}
@@ -463,18 +474,10 @@ func (t *Transport) load(ctx context.Context, stale *session) (*session, error) 
 		case err != nil:
 			return nil, fmt.Errorf("autorefresh: load tokens: %w", err)
 		}
-		t.state.CompareAndSwap(stale, t.newSession(tok))
-		return t.state.Load(), nil
+		s := t.newSession(tok)
+		t.state.Store(s)
+		return s, nil
 	})
-	select {
-	case r := <-ch:
-		if r.Err != nil {
-			return nil, r.Err
-		}
-		return r.Val.(*session), nil
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
 }
 
 // Tokens returns the tokens in use, loading them from the store on first
@@ -517,7 +520,8 @@ func (t *Transport) write(ctx context.Context, s *session, w func(context.Contex
 	if t.Store == nil {
 		return errors.New("autorefresh: Transport.Store is nil")
 	}
-	if l, ok := t.Store.(Locker); ok {
+	// A Refresher that logs in again runs under the lock already.
+	if l, ok := t.Store.(Locker); ok && ctx.Value(refreshKey{}) == nil {
 		unlock, err := l.Lock(ctx)
 		if err != nil {
 			return fmt.Errorf("autorefresh: lock store: %w", err)

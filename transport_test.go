@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"reflect"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -1491,5 +1492,136 @@ func TestClockAheadOfIssuerDoesNotRefreshEveryRequest(t *testing.T) {
 	}
 	if n := srv.refreshCalls.Load(); n != 2 {
 		t.Errorf("refresh calls after the token expired = %d; want 2", n)
+	}
+}
+
+// gateStore is a MemoryStore whose Clear, once armed, signals entered and
+// waits for release.
+type gateStore struct {
+	MemoryStore
+	armed            atomic.Bool
+	entered, release chan struct{}
+}
+
+func (s *gateStore) Clear(ctx context.Context) error {
+	if s.armed.Load() {
+		close(s.entered)
+		<-s.release
+	}
+	return s.MemoryStore.Clear(ctx)
+}
+
+func TestLogoutIsNotUndoneByRefusedRequest(t *testing.T) {
+	srv := newProtoServer(t)
+	store := &gateStore{entered: make(chan struct{}), release: make(chan struct{})}
+	store.MemoryStore.Save(context.Background(), srv.issue())
+	tr := &Transport{Store: store, Refresher: &Endpoint{URL: srv.URL + "/auth/refreshtoken"}}
+	ctx := context.Background()
+	if _, err := tr.Tokens(ctx); err != nil {
+		t.Fatal(err)
+	}
+	store.armed.Store(true)
+	logout := make(chan error)
+	go func() { logout <- tr.Logout(ctx) }()
+	<-store.entered // memory cleared, store not yet
+	codes := make(chan int)
+	go func() {
+		code, _ := get(t, NewClient(nil, tr), srv.URL+"/api/x") // no tokens: refused
+		codes <- code
+	}()
+	time.Sleep(20 * time.Millisecond) // let it reach the store, if it can
+	close(store.release)
+	if err := <-logout; err != nil {
+		t.Fatal(err)
+	}
+	if code := <-codes; code != 403 {
+		t.Errorf("request during the logout: status %d; want its 403", code)
+	}
+	if tok, err := tr.Tokens(ctx); !errors.Is(err, ErrNoTokens) {
+		t.Errorf("after Logout: Tokens() = %v, %v; want ErrNoTokens", tok, err)
+	}
+}
+
+func TestHangingEarlyRefreshDoesNotHoldGoodTokens(t *testing.T) {
+	checkGoroutines(t)
+	srv := newProtoServer(t)
+	srv.refreshGate = make(chan struct{})
+	defer close(srv.refreshGate)
+	issued := time.Now()
+	clock := newFakeClock(issued)
+	srv.jwtTTL, srv.jwtNow = 2*time.Minute, clock.now
+	tr, _ := srv.transport(srv.issue())
+	tr.now, tr.EarlyRefresh, tr.RefreshTimeout = clock.now, 90*time.Second, 3*time.Second
+	clock.add(time.Minute) // due, a minute left
+	c := NewClient(nil, tr)
+	for i, timeout := range []time.Duration{500 * time.Millisecond, 10 * time.Second, 10 * time.Second} {
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		req, _ := http.NewRequestWithContext(ctx, "GET", srv.URL+"/api/x", nil)
+		resp, err := c.Do(req)
+		cancel()
+		if err != nil {
+			t.Fatalf("request %d: %v; want it sent with its still-good token", i, err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Errorf("request %d: status %d; want 200", i, resp.StatusCode)
+		}
+	}
+	if n := srv.refreshCalls.Load(); n != 1 {
+		t.Errorf("refresh calls = %d; want 1 (still under way)", n)
+	}
+}
+
+func TestRefresherGoexitDoesNotHang(t *testing.T) {
+	srv := newProtoServer(t)
+	tr := &Transport{
+		Store:          NewMemoryStore(srv.stale()),
+		Refresher:      RefreshFunc(func(context.Context, Tokens) (Tokens, error) { runtime.Goexit(); return Tokens{}, nil }),
+		RefreshTimeout: 100 * time.Millisecond,
+	}
+	_, err := NewClient(nil, tr).Get(srv.URL + "/api/x")
+	var re *RefreshError
+	if !errors.As(err, &re) {
+		t.Errorf("error = %v; want a *RefreshError", err)
+	}
+}
+
+type panickyStore struct{ MemoryStore }
+
+func (*panickyStore) Load(context.Context) (Tokens, error) { panic("store bug") }
+
+func TestStoreLoadPanicIsAnError(t *testing.T) {
+	srv := newProtoServer(t)
+	_, err := NewClient(nil, &Transport{Store: &panickyStore{}}).Get(srv.URL + "/api/x")
+	if err == nil || !strings.Contains(err.Error(), "panicked") {
+		t.Errorf("error = %v; want one saying that Store.Load panicked", err)
+	}
+}
+
+func TestRefresherMayLogInAgainWithLockerStore(t *testing.T) {
+	srv := newProtoServer(t)
+	store := &lockingStore{}
+	var tr *Transport
+	tr = &Transport{
+		Store: store,
+		Refresher: RefreshFunc(func(ctx context.Context, cur Tokens) (Tokens, error) {
+			// The refresh token is dead: log in again instead.
+			if err := tr.SetTokens(ctx, srv.issue()); err != nil {
+				return Tokens{}, err
+			}
+			return Tokens{}, &RefreshError{Err: errors.New("logged in again")}
+		}),
+		RefreshTimeout: 5 * time.Second,
+	}
+	if err := tr.SetTokens(context.Background(), srv.stale()); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	code, _ := get(t, NewClient(nil, tr), srv.URL+"/api/x")
+	if code != 200 {
+		t.Errorf("status = %d; want 200 with the new login", code)
+	}
+	if d := time.Since(start); d > 4*time.Second {
+		t.Errorf("took %v: SetTokens inside the refresh waited for the store's lock", d)
 	}
 }
