@@ -96,7 +96,9 @@ func (t *Transport) refreshAhead(ctx context.Context, s *session, now time.Time)
 	switch {
 	case err == nil:
 		return ns, nil
-	case errors.Is(err, ErrSessionExpired), ctx.Err() != nil, !valid:
+	case ctx.Err() != nil:
+		return nil, ctx.Err()
+	case errors.Is(err, ErrSessionExpired), !valid:
 		return nil, err
 	}
 	s.retryAt.Store(now.Add(min(maxRetryAhead, s.expiry.Sub(now)/2)).UnixNano())

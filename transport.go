@@ -455,7 +455,7 @@ func (t *Transport) load(ctx context.Context, stale *session) (*session, error) 
 		return nil, errors.New("autorefresh: Transport.Store is nil")
 	}
 	onPanic := func(p any) error { return fmt.Errorf("autorefresh: Store.Load panicked (%T)", p) }
-	return t.await(ctx, "load", 0, onPanic, func() (*session, error) {
+	s, err := t.await(ctx, "load", 0, onPanic, func() (*session, error) {
 		// Under writeMu, so that a load never brings back tokens that
 		// SetTokens or ClearTokens is replacing.
 		t.writeMu.Lock()
@@ -478,6 +478,10 @@ func (t *Transport) load(ctx context.Context, stale *session) (*session, error) 
 		t.state.Store(s)
 		return s, nil
 	})
+	if errors.Is(err, errGaveUp) {
+		err = fmt.Errorf("autorefresh: loading the tokens did not end within %v", t.refreshTimeout())
+	}
+	return s, err
 }
 
 // Tokens returns the tokens in use, loading them from the store on first
