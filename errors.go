@@ -44,6 +44,7 @@ type RefreshError struct {
 	Err error
 }
 
+// Error describes e without token values.
 func (e *RefreshError) Error() string {
 	var b strings.Builder
 	b.WriteString("autorefresh: refresh failed")

@@ -35,6 +35,7 @@ type SessionError struct {
 	Err error
 }
 
+// Error describes e without token values.
 func (e *SessionError) Error() string {
 	var b strings.Builder
 	b.WriteString("autorefresh: ")

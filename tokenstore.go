@@ -107,6 +107,7 @@ type FileError struct {
 	Err  error  // for example ErrNoTokens, ErrCorruptFile, ErrUnsafeFile or an fs error
 }
 
+// Error describes e without token values.
 func (e *FileError) Error() string {
 	return "autorefresh: " + e.Op + " " + e.Path + ": " + strings.TrimPrefix(e.Err.Error(), "autorefresh: ")
 }

@@ -80,6 +80,7 @@ type Error struct {
 	Message    string `json:"message"`
 }
 
+// Error describes the API's error answer.
 func (e *Error) Error() string {
 	if e.Message == "" {
 		return fmt.Sprintf("petstore: %d %s", e.StatusCode, http.StatusText(e.StatusCode))
