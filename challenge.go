@@ -1,7 +1,6 @@
 package autorefresh
 
 import (
-	"net/http"
 	"strings"
 )
 
@@ -220,50 +219,4 @@ func isToken68Char(c byte) bool {
 		return true
 	}
 	return strings.IndexByte("-._~+/", c) >= 0
-}
-
-// BearerShouldRefresh is the ShouldRefresh policy that a Transport uses
-// when its Scheme sends the access token in the Authorization header, as
-// BearerScheme does. It follows RFC 6750 section 3.1: a 401 Unauthorized
-// means the access token was refused, a 403 Forbidden means it was good but
-// not sufficient. See DefaultShouldRefresh for the table of reactions.
-func BearerShouldRefresh(resp *http.Response) bool {
-	return refusesToken(resp, http.StatusUnauthorized)
-}
-
-// refusesToken implements DefaultShouldRefresh and BearerShouldRefresh: a
-// 401 or 403 whose challenges carry an error code decides by it; any other
-// 401 or 403 refuses the token when its status is status.
-func refusesToken(resp *http.Response, status int) bool {
-	if resp.StatusCode != http.StatusUnauthorized && resp.StatusCode != http.StatusForbidden {
-		return false
-	}
-	switch bearerError(resp.Header) {
-	case "invalid_token":
-		return true
-	case "insufficient_scope", "invalid_request":
-		return false
-	}
-	return resp.StatusCode == status
-}
-
-// bearerError returns the first error code (RFC 6750 section 3) among the
-// challenges of h's WWW-Authenticate header, or "".
-func bearerError(h http.Header) string {
-	values := h.Values("Www-Authenticate")
-	if len(values) == 0 {
-		return ""
-	}
-	for _, c := range ParseChallenges(values) {
-		if e := c.Param("error"); e != "" {
-			return e
-		}
-	}
-	return ""
-}
-
-// usesAuthorization reports whether s sends the access token in the
-// Authorization header.
-func (s HeaderScheme) usesAuthorization() bool {
-	return strings.EqualFold(s.AccessHeader, "Authorization")
 }

@@ -2,6 +2,7 @@ package autorefresh
 
 import (
 	"errors"
+	"fmt"
 	"strconv"
 	"strings"
 )
@@ -14,6 +15,26 @@ var (
 	// is over and the stored tokens were cleared. A Refresher reports a
 	// rejection by returning an error that wraps ErrSessionExpired.
 	ErrSessionExpired = errors.New("autorefresh: session expired")
+
+	// ErrTokensLost is wrapped by the errors of a store's Load when it holds
+	// nothing although nobody ended the session: its record vanished, as a
+	// Redis key does when the server restarts without persistence, evicts
+	// it or is flushed. It wraps ErrNoTokens, so code that only knows
+	// ErrNoTokens sees an empty store. A Transport that holds tokens saves
+	// them again and goes on; a store whose emptiness always means a logout
+	// (FileStore: deleting the file logs out) never returns it.
+	ErrTokensLost = fmt.Errorf("%w: the stored record is gone", ErrNoTokens)
+
+	// ErrVersionConflict is wrapped by the errors of the conditional
+	// changes of a VersionedStore when the store no longer holds the
+	// version they expected.
+	ErrVersionConflict = errors.New("autorefresh: store holds another version")
+
+	// ErrCorruptRecord is wrapped by the errors of a store's Load when what
+	// it holds is not a token record: unreadable JSON, a record without
+	// tokens, a token that is not a valid header value. ErrCorruptFile wraps
+	// it.
+	ErrCorruptRecord = errors.New("autorefresh: stored record is corrupt")
 
 	// ErrBodyNotReplayable is returned by Transport.RoundTrip when a
 	// request needed a replay after a refresh but its body could not be

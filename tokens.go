@@ -23,6 +23,13 @@ type Tokens struct {
 	AccessToken  string `json:"accessToken"`
 	RefreshToken string `json:"refreshToken"`
 
+	// TokenType is the OAuth 2.0 token type of the access token (RFC 6749
+	// section 7.1), such as "Bearer" or "DPoP", as the token endpoint
+	// answered it. It is empty for the header protocol of Endpoint. A
+	// Transport whose Scheme is not set sends the access token the way its
+	// type asks for; see Transport.Scheme.
+	TokenType string `json:"tokenType,omitempty"`
+
 	// Expiry is when the access token expires. The zero value means it is
 	// read from the access token's JWT "exp" claim when there is one, and
 	// is unknown otherwise.

@@ -8,8 +8,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/textproto"
-	"net/url"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -27,50 +25,6 @@ const (
 // maxDrain is how much of a rejected response body is read before it is
 // closed, so that its connection can be reused.
 const maxDrain = 4 << 10
-
-// A HeaderScheme says which request headers carry the tokens. Header names
-// are sent exactly as written, not canonicalised.
-//
-// The zero HeaderScheme means DefaultScheme.
-type HeaderScheme struct {
-	// AccessHeader carries the access token, after AccessPrefix.
-	AccessHeader string
-	AccessPrefix string
-
-	// RefreshHeader carries the refresh token on every request. If empty,
-	// the refresh token is only sent to the refresh endpoint.
-	RefreshHeader string
-}
-
-// Predefined header schemes.
-var (
-	// DefaultScheme sends "accessToken: <access>" and
-	// "refreshToken: <refresh>" on every request.
-	DefaultScheme = HeaderScheme{AccessHeader: "accessToken", RefreshHeader: "refreshToken"}
-
-	// AccessOnlyScheme sends only "accessToken: <access>".
-	AccessOnlyScheme = HeaderScheme{AccessHeader: "accessToken"}
-
-	// BearerScheme sends only "Authorization: Bearer <access>" (RFC 6750).
-	BearerScheme = HeaderScheme{AccessHeader: "Authorization", AccessPrefix: "Bearer "}
-)
-
-func (s HeaderScheme) orDefault() HeaderScheme {
-	if s == (HeaderScheme{}) {
-		return DefaultScheme
-	}
-	return s
-}
-
-// scheme returns the scheme in use: Scheme, or its default.
-func (t *Transport) scheme() HeaderScheme {
-	if t.Scheme == (HeaderScheme{}) {
-		if _, ok := t.Refresher.(*OAuth2); ok {
-			return BearerScheme
-		}
-	}
-	return t.Scheme.orDefault()
-}
 
 // Transport is an http.RoundTripper that authenticates requests with the
 // tokens of a TokenStore and keeps them fresh.
@@ -186,59 +140,6 @@ type Transport struct {
 }
 
 var _ http.RoundTripper = (*Transport)(nil)
-
-// Stats are the Transport's counters since it was created.
-type Stats struct {
-	Requests           int64 // calls to RoundTrip
-	Refreshes          int64 // successful refreshes, Adopted ones included
-	RefreshFailures    int64 // failed refresh attempts
-	ProactiveRefreshes int64 // refresh attempts made ahead of expiry
-	Replays            int64 // requests sent again after a refresh
-	Waits              int64 // requests that waited on a refresh
-}
-
-type stats struct {
-	requests, refreshes, failures, proactive, replays, waits atomic.Int64
-}
-
-// Stats returns a snapshot of t's counters.
-func (t *Transport) Stats() Stats {
-	return Stats{
-		Requests:           t.stats.requests.Load(),
-		Refreshes:          t.stats.refreshes.Load(),
-		RefreshFailures:    t.stats.failures.Load(),
-		ProactiveRefreshes: t.stats.proactive.Load(),
-		Replays:            t.stats.replays.Load(),
-		Waits:              t.stats.waits.Load(),
-	}
-}
-
-// DefaultShouldRefresh is the ShouldRefresh policy of the header schemes
-// that do not use the Authorization header, such as DefaultScheme and
-// AccessOnlyScheme: it reports whether resp refuses the access token, which
-// their servers say with 403 Forbidden. BearerShouldRefresh is its
-// counterpart for BearerScheme, where a refused token is 401 Unauthorized
-// (RFC 6750 section 3.1).
-//
-// An error code in a WWW-Authenticate challenge (RFC 6750 section 3) takes
-// precedence over the status. The reactions of the two policies, where
-// "refresh" means refresh the tokens and send the request once more, and
-// "return" means return the response as is:
-//
-//	Response                                     DefaultShouldRefresh  BearerShouldRefresh
-//	401 or 403, error="invalid_token"            refresh               refresh
-//	401 or 403, error="insufficient_scope"       return                return
-//	401 or 403, error="invalid_request"          return                return
-//	401, any other challenge or none             return                refresh
-//	403, any other challenge or none             refresh               return
-//	any other status                             return                return
-//
-// A 403 with a Bearer scheme is a good token without the rights for the
-// request, or a refusal that is not about the token at all (GitHub answers
-// 403 when a rate limit is exceeded): a new token would not change it.
-func DefaultShouldRefresh(resp *http.Response) bool {
-	return refusesToken(resp, http.StatusForbidden)
-}
 
 // session is an immutable snapshot of the tokens in use, with the header
 // values ready to be set on requests.
@@ -428,16 +329,6 @@ func (t *Transport) replacement(ctx context.Context, s *session, refused *http.R
 	return ns, err
 }
 
-func (t *Transport) shouldRefresh(resp *http.Response) bool {
-	switch {
-	case t.ShouldRefresh != nil:
-		return t.ShouldRefresh(resp)
-	case t.scheme().usesAuthorization():
-		return BearerShouldRefresh(resp)
-	}
-	return DefaultShouldRefresh(resp)
-}
-
 // session returns the current session, loading the tokens from the store
 // on first use.
 func (t *Transport) session(ctx context.Context) (*session, error) {
@@ -597,72 +488,6 @@ func (t *Transport) replayBody(ctx context.Context, req *http.Request, rec *body
 		return nil, fmt.Errorf("%w: it has no GetBody and body buffering is off", ErrBodyNotReplayable)
 	}
 	return rec.replay(ctx, t.refreshTimeout())
-}
-
-// sendsTokens reports whether req may carry the tokens.
-func (t *Transport) sendsTokens(req *http.Request) bool {
-	if len(t.Hosts) > 0 && !hostAllowed(t.Hosts, req.URL.Hostname(), port(req.URL.Scheme, req.URL.Port())) {
-		return false
-	}
-	if req.Response == nil {
-		return true
-	}
-	// A redirect: compare with the request that started the chain.
-	first := req
-	for first.Response != nil && first.Response.Request != nil {
-		first = first.Response.Request
-	}
-	from, to := first.URL, req.URL
-	if !strings.EqualFold(from.Hostname(), to.Hostname()) {
-		return false
-	}
-	if strings.EqualFold(from.Scheme, to.Scheme) {
-		return port(from.Scheme, from.Port()) == port(to.Scheme, to.Port())
-	}
-	// An upgrade from http to https on the default ports.
-	return strings.EqualFold(to.Scheme, "https") &&
-		port(from.Scheme, from.Port()) == "80" && port(to.Scheme, to.Port()) == "443"
-}
-
-func hostAllowed(hosts []string, host, port string) bool {
-	for _, h := range hosts {
-		name, p := splitHostEntry(h)
-		if strings.EqualFold(name, host) && (p == "" || p == port) {
-			return true
-		}
-	}
-	return false
-}
-
-// splitHostEntry splits an entry of Transport.Hosts into a host name and
-// a port, empty when any. Entries may be "host", "host:port", an IPv6
-// address with or without brackets, or a URL.
-func splitHostEntry(h string) (name, port string) {
-	if strings.Contains(h, "://") {
-		if u, err := url.Parse(h); err == nil {
-			return u.Hostname(), u.Port()
-		}
-	}
-	if strings.HasPrefix(h, "[") { // [::1]:8080 or [::1]
-		name, rest, _ := strings.Cut(h[1:], "]")
-		return name, strings.TrimPrefix(rest, ":")
-	}
-	if strings.Count(h, ":") > 1 { // a bare IPv6 address
-		return h, ""
-	}
-	name, port, _ = strings.Cut(h, ":")
-	return name, port
-}
-
-// port returns p, or the default port of scheme when p is empty.
-func port(scheme, p string) string {
-	if p != "" {
-		return p
-	}
-	if strings.EqualFold(scheme, "http") {
-		return "80"
-	}
-	return "443"
 }
 
 func closeBody(req *http.Request) {

@@ -1,0 +1,152 @@
+package autorefresh
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+)
+
+// DefaultMaxResponseBytes is the largest refresh response read when no
+// other limit is set.
+const DefaultMaxResponseBytes = 1 << 20
+
+// Endpoint is a Refresher for the header protocol of many single-page apps:
+// it sends the current tokens in the accessToken and refreshToken headers to
+// URL and reads a JSON answer {"accessToken": "...", "refreshToken": "..."}
+// (an optional "expiry" in RFC 3339 is read too).
+//
+// A 400, 401 or 403 answer means the refresh token was rejected and yields
+// an error wrapping ErrSessionExpired. Any other failure (network error,
+// timeout, redirect, other status, malformed or oversized JSON, a response
+// without an access token) is returned as a transient *RefreshError.
+//
+// Only URL needs to be set. An Endpoint is safe for concurrent use.
+type Endpoint struct {
+	// URL is the refresh endpoint, for example
+	// "https://api.example.com/auth/refreshtoken". It must be https, or
+	// http to a loopback host, unless AllowHTTP is set.
+	URL string
+
+	// Method is the HTTP method. If empty, GET is used.
+	Method string
+
+	// Scheme says which headers carry the tokens to the endpoint. The zero
+	// value is DefaultScheme. The refresh token is always sent: when
+	// Scheme.RefreshHeader is empty, the "refreshToken" header is used.
+	Scheme HeaderScheme
+
+	// Base sends the refresh request. If nil, http.DefaultTransport is
+	// used. Redirects are never followed, so the tokens cannot be sent to
+	// another place.
+	Base http.RoundTripper
+
+	// MaxResponseBytes bounds the size of the response read. If zero,
+	// DefaultMaxResponseBytes is used.
+	MaxResponseBytes int64
+
+	// AllowHTTP permits a plain http:// URL to a host that is not a
+	// loopback address. Tokens then cross the network unencrypted.
+	AllowHTTP bool
+}
+
+// Refresh implements Refresher.
+func (e *Endpoint) Refresh(ctx context.Context, current Tokens) (Tokens, error) {
+	if current.RefreshToken == "" {
+		return Tokens{}, &RefreshError{Err: fmt.Errorf("%w: no refresh token", ErrSessionExpired)}
+	}
+	if err := checkSecureURL(e.URL, e.AllowHTTP, "tokens"); err != nil {
+		return Tokens{}, &RefreshError{Err: err}
+	}
+	method := e.Method
+	if method == "" {
+		method = http.MethodGet
+	}
+	req, err := http.NewRequestWithContext(ctx, method, e.URL, nil)
+	if err != nil {
+		return Tokens{}, &RefreshError{Err: fmt.Errorf("autorefresh: refresh request: %w", err)}
+	}
+	sc := e.Scheme.orDefault()
+	req.Header[sc.AccessHeader] = []string{sc.AccessPrefix + current.AccessToken}
+	refreshHeader := sc.RefreshHeader
+	if refreshHeader == "" {
+		refreshHeader = DefaultScheme.RefreshHeader
+	}
+	req.Header[refreshHeader] = []string{current.RefreshToken}
+	req.Header.Set("Accept", "application/json")
+
+	base := e.Base
+	if base == nil {
+		base = http.DefaultTransport
+	}
+	resp, err := base.RoundTrip(req)
+	if err != nil {
+		return Tokens{}, &RefreshError{Err: err}
+	}
+	defer resp.Body.Close()
+
+	switch {
+	case resp.StatusCode == http.StatusBadRequest ||
+		resp.StatusCode == http.StatusUnauthorized ||
+		resp.StatusCode == http.StatusForbidden:
+		return Tokens{}, &RefreshError{StatusCode: resp.StatusCode, Err: ErrSessionExpired}
+	case resp.StatusCode < 200 || resp.StatusCode > 299:
+		return Tokens{}, &RefreshError{StatusCode: resp.StatusCode}
+	}
+	body, err := readLimited(resp.Body, e.MaxResponseBytes)
+	if err != nil {
+		return Tokens{}, &RefreshError{StatusCode: resp.StatusCode, Err: err}
+	}
+	t, err := decodeTokens(body)
+	if err != nil {
+		return Tokens{}, &RefreshError{StatusCode: resp.StatusCode, Err: err}
+	}
+	return t, nil
+}
+
+// errNoAccessToken is wrapped by errors for responses that hold no access
+// token.
+var errNoAccessToken = errors.New("autorefresh: response has no access token")
+
+// decodeTokens parses the JSON answer of the header protocol. Its errors
+// never quote the body, which may hold tokens.
+func decodeTokens(body []byte) (Tokens, error) {
+	var t Tokens
+	if err := json.Unmarshal(body, &t); err != nil {
+		var (
+			syn *json.SyntaxError
+			typ *json.UnmarshalTypeError
+		)
+		switch {
+		case errors.As(err, &syn):
+			return Tokens{}, fmt.Errorf("autorefresh: malformed JSON response at offset %d", syn.Offset)
+		case errors.As(err, &typ):
+			return Tokens{}, fmt.Errorf("autorefresh: malformed JSON response: %s is a JSON %s", typ.Field, typ.Value)
+		}
+		return Tokens{}, errors.New("autorefresh: malformed JSON response")
+	}
+	if t.AccessToken == "" {
+		return Tokens{}, errNoAccessToken
+	}
+	return t, nil
+}
+
+// readLimited reads all of r, failing when it holds more than limit bytes
+// (DefaultMaxResponseBytes when limit is 0).
+func readLimited(r io.Reader, limit int64) ([]byte, error) {
+	if limit <= 0 {
+		limit = DefaultMaxResponseBytes
+	}
+	var buf bytes.Buffer
+	n, err := buf.ReadFrom(io.LimitReader(r, limit+1))
+	if err != nil {
+		return nil, fmt.Errorf("autorefresh: read response: %w", err)
+	}
+	if n > limit {
+		return nil, fmt.Errorf("autorefresh: response larger than %d bytes", limit)
+	}
+	return buf.Bytes(), nil
+}

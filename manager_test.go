@@ -1,0 +1,923 @@
+package autorefresh
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// countingStore counts the calls to a MemoryStore.
+type countingStore struct {
+	MemoryStore
+	loads, saves, clears atomic.Int64
+	saveErr              error
+}
+
+func (s *countingStore) Load(ctx context.Context) (Tokens, error) {
+	s.loads.Add(1)
+	return s.MemoryStore.Load(ctx)
+}
+
+func (s *countingStore) Save(ctx context.Context, t Tokens) error {
+	s.saves.Add(1)
+	if s.saveErr != nil {
+		return s.saveErr
+	}
+	return s.MemoryStore.Save(ctx, t)
+}
+
+func (s *countingStore) Clear(ctx context.Context) error {
+	s.clears.Add(1)
+	return s.MemoryStore.Clear(ctx)
+}
+
+func TestLoadsStoreOnce(t *testing.T) {
+	srv := newProtoServer(t)
+	store := &countingStore{}
+	store.Save(context.Background(), srv.issue())
+	store.saves.Store(0)
+	c := NewClient(nil, &Transport{Store: store, Refresher: &Endpoint{URL: srv.URL + "/auth/refreshtoken"}})
+	var wg sync.WaitGroup
+	for range 50 {
+		wg.Go(func() {
+			for range 4 {
+				if code, _ := get(t, c, srv.URL+"/api/x"); code != 200 {
+					t.Errorf("status = %d; want 200", code)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if n := store.loads.Load(); n != 1 {
+		t.Errorf("store loads = %d; want 1", n)
+	}
+}
+
+func TestConcurrent403sShareOneRefresh(t *testing.T) {
+	checkGoroutines(t)
+	srv := newProtoServer(t)
+	srv.refreshGate = make(chan struct{})
+	tr, _ := srv.transport(srv.stale())
+	c := NewClient(nil, tr)
+	const n = 500
+	var wg sync.WaitGroup
+	var ok atomic.Int64
+	for range n {
+		wg.Go(func() {
+			if code, _ := get(t, c, srv.URL+"/api/x"); code == 200 {
+				ok.Add(1)
+			}
+		})
+	}
+	// Let the refresh finish once every request is waiting for it or has
+	// been refused.
+	for srv.api403s.Load() < n && tr.Stats().Waits < n {
+		time.Sleep(time.Millisecond)
+	}
+	close(srv.refreshGate)
+	wg.Wait()
+	if got := ok.Load(); got != n {
+		t.Errorf("successful requests = %d; want %d", got, n)
+	}
+	if got := srv.refreshCalls.Load(); got != 1 {
+		t.Errorf("refresh calls = %d; want 1", got)
+	}
+	if got := srv.reuses.Load(); got != 0 {
+		t.Errorf("refresh token reuses = %d; want 0", got)
+	}
+}
+
+// gatedServer wraps srv's handler so that requests to /api/slow are held
+// until release is closed, then answered by srv as they were sent.
+func holdSlow(srv *protoServer, arrived chan<- struct{}, release <-chan struct{}) {
+	h := srv.Config.Handler
+	srv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/api/slow" && srv.apiCalls.Load() == 0 {
+			arrived <- struct{}{}
+			<-release
+			srv.expireAll() // its token is stale by now
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+func TestLate403ReplaysWithCurrentToken(t *testing.T) {
+	srv := newProtoServer(t)
+	arrived, release := make(chan struct{}), make(chan struct{})
+	holdSlow(srv, arrived, release)
+	tok := srv.issue()
+	tr, _ := srv.transport(tok)
+	c := NewClient(nil, tr)
+
+	slow := make(chan int)
+	go func() {
+		code, _ := get(t, c, srv.URL+"/api/slow")
+		slow <- code
+	}()
+	<-arrived // the slow request is on the server with the first token
+	srv.expireAll()
+	if code, _ := get(t, c, srv.URL+"/api/fast"); code != 200 {
+		t.Fatalf("fast request status = %d; want 200", code)
+	}
+	// Keep the refreshed token valid when the slow request is refused.
+	cur, _ := tr.Tokens(context.Background())
+	srv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("accessToken") == tok.AccessToken {
+			srv.api403s.Add(1)
+			http.Error(w, "forbidden", http.StatusForbidden)
+			return
+		}
+		if r.Header.Get("accessToken") == cur.AccessToken {
+			w.WriteHeader(200)
+		}
+	})
+	close(release)
+	if code := <-slow; code != 200 {
+		t.Errorf("slow request status = %d; want 200", code)
+	}
+	if n := srv.refreshCalls.Load(); n != 1 {
+		t.Errorf("refresh calls = %d; want 1", n)
+	}
+}
+
+func TestRefreshOutlivesCallerContext(t *testing.T) {
+	checkGoroutines(t)
+	srv := newProtoServer(t)
+	srv.refreshGate = make(chan struct{})
+	tr, store := srv.transport(srv.stale())
+	c := NewClient(nil, tr)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	first := make(chan error)
+	go func() {
+		req, _ := http.NewRequestWithContext(ctx, "GET", srv.URL+"/api/x", nil)
+		resp, err := c.Do(req)
+		if err == nil {
+			resp.Body.Close()
+		}
+		first <- err
+	}()
+	for srv.refreshCalls.Load() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	second := make(chan int)
+	go func() {
+		code, _ := get(t, c, srv.URL+"/api/x")
+		second <- code
+	}()
+	for tr.Stats().Waits < 2 {
+		time.Sleep(time.Millisecond)
+	}
+	cancel()
+	if err := <-first; !errors.Is(err, context.Canceled) {
+		t.Errorf("first request error = %v; want context.Canceled", err)
+	}
+	close(srv.refreshGate)
+	if code := <-second; code != 200 {
+		t.Errorf("second request status = %d; want 200", code)
+	}
+	if n := srv.refreshCalls.Load(); n != 1 {
+		t.Errorf("refresh calls = %d; want 1", n)
+	}
+	if saved, _ := store.Load(context.Background()); !srv.valid(saved.AccessToken) {
+		t.Error("refreshed tokens were not saved")
+	}
+}
+
+func TestRefreshTimeout(t *testing.T) {
+	checkGoroutines(t)
+	srv := newProtoServer(t)
+	srv.refreshGate = make(chan struct{})
+	defer close(srv.refreshGate)
+	stale := srv.stale()
+	tr, store := srv.transport(stale)
+	tr.RefreshTimeout = 50 * time.Millisecond
+	_, err := NewClient(nil, tr).Get(srv.URL + "/api/x")
+	var re *RefreshError
+	if !errors.As(err, &re) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("error = %v; want a *RefreshError wrapping context.DeadlineExceeded", err)
+	}
+	if errors.Is(err, ErrSessionExpired) {
+		t.Error("a timeout ended the session")
+	}
+	if saved, _ := store.Load(context.Background()); saved != stale {
+		t.Errorf("store holds %v; want the old tokens kept", saved)
+	}
+}
+
+// fakeClock is a settable clock for Transport.now.
+type fakeClock struct{ t atomic.Pointer[time.Time] }
+
+func newFakeClock(t time.Time) *fakeClock {
+	c := &fakeClock{}
+	c.set(t)
+	return c
+}
+
+func (c *fakeClock) set(t time.Time) { c.t.Store(&t) }
+
+func (c *fakeClock) now() time.Time { return *c.t.Load() }
+
+func (c *fakeClock) add(d time.Duration) { c.set(c.now().Add(d)) }
+
+func TestRefreshAheadOfExpiry(t *testing.T) {
+	issued := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	tests := []struct {
+		name     string
+		lifetime time.Duration // 0: opaque token
+		expiry   time.Duration // Tokens.Expiry after issued, when set
+		early    time.Duration
+		at       time.Duration // request time after issued
+		want     int64         // refresh calls
+	}{
+		{"fresh", 10 * time.Minute, 0, 0, time.Minute, 0},
+		{"just before default window", 10 * time.Minute, 0, 0, 10*time.Minute - 31*time.Second, 0},
+		{"inside default window", 10 * time.Minute, 0, 0, 10*time.Minute - 29*time.Second, 1},
+		{"expired", 10 * time.Minute, 0, 0, 11 * time.Minute, 1},
+		{"long expired", 10 * time.Minute, 0, 0, 48 * time.Hour, 1},
+		{"window capped at half life: outside", 40 * time.Second, 0, 0, 19 * time.Second, 0},
+		{"window capped at half life: inside", 40 * time.Second, 0, 0, 21 * time.Second, 1},
+		{"custom window: outside", 10 * time.Minute, 0, 2 * time.Minute, 7 * time.Minute, 0},
+		{"custom window: inside", 10 * time.Minute, 0, 2 * time.Minute, 8*time.Minute + time.Second, 1},
+		{"early refresh off: before expiry", 10 * time.Minute, 0, -1, 10*time.Minute - time.Second, 0},
+		{"early refresh off: expired", 10 * time.Minute, 0, -1, 10*time.Minute + time.Second, 1},
+		{"opaque token never expires", 0, 0, 0, 365 * 24 * time.Hour, 0},
+		{"opaque token with Expiry: fresh", 0, 10 * time.Minute, 0, time.Minute, 0},
+		{"opaque token with Expiry: inside window", 0, 10 * time.Minute, 0, 10*time.Minute - 10*time.Second, 1},
+		{"Expiry wins over exp claim", time.Hour, 10 * time.Minute, 0, 10*time.Minute - 10*time.Second, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := newProtoServer(t)
+			clock := newFakeClock(issued)
+			srv.jwtTTL, srv.jwtNow = tt.lifetime, clock.now
+			tok := srv.issue()
+			if tt.expiry != 0 {
+				tok.Expiry = issued.Add(tt.expiry)
+			}
+			tr, _ := srv.transport(tok)
+			tr.now, tr.EarlyRefresh = clock.now, tt.early
+			if _, err := tr.Tokens(context.Background()); err != nil { // loaded when issued
+				t.Fatal(err)
+			}
+			clock.add(tt.at)
+			if code, _ := get(t, NewClient(nil, tr), srv.URL+"/api/x"); code != 200 {
+				t.Errorf("status = %d; want 200", code)
+			}
+			if n := srv.refreshCalls.Load(); n != tt.want {
+				t.Errorf("refresh calls = %d; want %d", n, tt.want)
+			}
+			if n := srv.api403s.Load(); n != 0 {
+				t.Errorf("403s = %d; want 0 (no request should be refused)", n)
+			}
+			if tt.want == 1 && tr.Stats().ProactiveRefreshes != 1 {
+				t.Errorf("proactive refreshes = %d; want 1", tr.Stats().ProactiveRefreshes)
+			}
+		})
+	}
+}
+
+func TestRefreshAheadUnderLoadSeesNo403(t *testing.T) {
+	srv := newProtoServer(t)
+	clock := newFakeClock(time.Now())
+	srv.jwtTTL, srv.jwtNow = time.Minute, clock.now
+	tr, _ := srv.transport(srv.issue())
+	tr.now = clock.now
+	c := NewClient(nil, tr)
+	const lifetimes = 5
+	var wg sync.WaitGroup
+	for range 20 {
+		wg.Go(func() {
+			for range 10 * lifetimes {
+				if code, _ := get(t, c, srv.URL+"/api/x"); code != 200 {
+					t.Errorf("status = %d; want 200", code)
+				}
+			}
+		})
+	}
+	for range 10 * lifetimes {
+		clock.add(6 * time.Second) // ten ticks per token lifetime
+		time.Sleep(time.Millisecond)
+	}
+	wg.Wait()
+	if n := srv.api403s.Load(); n != 0 {
+		t.Errorf("403s = %d; want 0", n)
+	}
+	if n := srv.reuses.Load(); n != 0 {
+		t.Errorf("refresh token reuses = %d; want 0", n)
+	}
+	// Each token is refreshed once, 30 s before its expiry: at most one
+	// refresh per 30 s of clock.
+	if n := srv.refreshCalls.Load(); n < 1 || n > 2*lifetimes {
+		t.Errorf("refresh calls = %d; want between 1 and %d", n, 2*lifetimes)
+	}
+}
+
+func TestRefreshAheadFailure(t *testing.T) {
+	issued := time.Now()
+	tests := []struct {
+		name    string
+		at      time.Duration
+		wantErr bool
+	}{
+		{"token still valid: sent as is", 9*time.Minute + 50*time.Second, false},
+		{"token expired: error", 11 * time.Minute, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := newProtoServer(t)
+			clock := newFakeClock(issued)
+			srv.jwtTTL, srv.jwtNow = 10*time.Minute, clock.now
+			tok := srv.issue()
+			srv.refreshStatus.Store(503)
+			tr, store := srv.transport(tok)
+			tr.now = clock.now
+			clock.add(tt.at)
+			resp, err := NewClient(nil, tr).Get(srv.URL + "/api/x")
+			if tt.wantErr {
+				var re *RefreshError
+				if !errors.As(err, &re) || re.StatusCode != 503 {
+					t.Errorf("error = %v; want a *RefreshError with status 503", err)
+				}
+			} else if err != nil || resp.StatusCode != 200 {
+				t.Errorf("got %v, %v; want 200 with the still-valid token", resp, err)
+			}
+			if resp != nil {
+				resp.Body.Close()
+			}
+			if saved, _ := store.Load(context.Background()); saved != tok {
+				t.Error("a transient refresh failure changed the store")
+			}
+		})
+	}
+}
+
+func TestRefreshRejectedEndsSession(t *testing.T) {
+	checkGoroutines(t)
+	srv := newProtoServer(t)
+	srv.refreshStatus.Store(401)
+	srv.refreshGate = make(chan struct{})
+	stale := srv.stale()
+	store := &countingStore{}
+	store.Save(context.Background(), stale)
+	var events []RefreshEvent
+	tr := &Transport{
+		Store:     store,
+		Refresher: &Endpoint{URL: srv.URL + "/auth/refreshtoken"},
+		OnRefresh: func(e RefreshEvent) { events = append(events, e) },
+	}
+	c := NewClient(nil, tr)
+
+	// A request on the server with the old token, refused after the end.
+	arrived, release := make(chan struct{}), make(chan struct{})
+	holdSlow(srv, arrived, release)
+	late := make(chan error)
+	go func() {
+		resp, err := c.Get(srv.URL + "/api/slow")
+		if err == nil {
+			resp.Body.Close()
+		}
+		late <- err
+	}()
+	<-arrived
+
+	const n = 50
+	errs := make(chan error, n)
+	for range n {
+		go func() {
+			resp, err := c.Get(srv.URL + "/api/x")
+			if err == nil {
+				resp.Body.Close()
+			}
+			errs <- err
+		}()
+	}
+	for tr.Stats().Waits < n {
+		time.Sleep(time.Millisecond)
+	}
+	close(srv.refreshGate)
+	for range n {
+		if err := <-errs; !errors.Is(err, ErrSessionExpired) {
+			t.Errorf("error = %v; want ErrSessionExpired", err)
+		}
+	}
+	close(release)
+	if err := <-late; !errors.Is(err, ErrSessionExpired) {
+		t.Errorf("late 403 error = %v; want ErrSessionExpired", err)
+	}
+	if got := srv.refreshCalls.Load(); got != 1 {
+		t.Errorf("refresh calls = %d; want 1", got)
+	}
+	if got := store.clears.Load(); got != 1 {
+		t.Errorf("store clears = %d; want 1", got)
+	}
+	if _, err := store.Load(context.Background()); !errors.Is(err, ErrNoTokens) {
+		t.Errorf("store Load error = %v; want ErrNoTokens", err)
+	}
+	if len(events) != 1 || !events[0].SessionEnded || !errors.Is(events[0].Err, ErrSessionExpired) {
+		t.Errorf("refresh events = %+v; want one that ended the session", events)
+	}
+	var re *RefreshError
+	if err := events[0].Err; !errors.As(err, &re) || re.StatusCode != 401 {
+		t.Errorf("event error = %v; want a *RefreshError with status 401", err)
+	}
+	// Afterwards requests go out without tokens and their 403s come back.
+	srv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, ok := r.Header["Accesstoken"]; ok {
+			t.Error("request after the session ended carried an access token")
+		}
+		w.WriteHeader(http.StatusForbidden)
+	})
+	if code, _ := get(t, c, srv.URL+"/api/x"); code != 403 {
+		t.Errorf("status after the session ended = %d; want 403", code)
+	}
+	if got := srv.refreshCalls.Load(); got != 1 {
+		t.Errorf("refresh calls after the session ended = %d; want 1", got)
+	}
+}
+
+func TestRefreshWithoutNewRefreshTokenKeepsOld(t *testing.T) {
+	srv := newProtoServer(t)
+	srv.noRotate.Store(true)
+	stale := srv.stale()
+	tr, store := srv.transport(stale)
+	if code, _ := get(t, NewClient(nil, tr), srv.URL+"/api/x"); code != 200 {
+		t.Fatalf("status = %d; want 200", code)
+	}
+	saved, _ := store.Load(context.Background())
+	if saved.RefreshToken != stale.RefreshToken {
+		t.Error("the refresh token was lost; want the old one kept")
+	}
+	if saved.AccessToken == stale.AccessToken || !srv.valid(saved.AccessToken) {
+		t.Error("store does not hold the new access token")
+	}
+	// The kept refresh token still works.
+	srv.expireAll()
+	if code, _ := get(t, NewClient(nil, tr), srv.URL+"/api/x"); code != 200 {
+		t.Errorf("status after second refresh = %d; want 200", code)
+	}
+}
+
+func TestTransientRefreshFailure(t *testing.T) {
+	tests := []struct {
+		name       string
+		breakIt    func(*protoServer)
+		wantStatus int
+	}{
+		{"500", func(s *protoServer) { s.refreshStatus.Store(500) }, 500},
+		{"502", func(s *protoServer) { s.refreshStatus.Store(502) }, 502},
+		{"429", func(s *protoServer) { s.refreshStatus.Store(429) }, 429},
+		{"malformed JSON", func(s *protoServer) { b := `{"accessToken": "x"`; s.refreshBody.Store(&b) }, 200},
+		{"not JSON", func(s *protoServer) { b := `<html>maintenance</html>`; s.refreshBody.Store(&b) }, 200},
+		{"no access token", func(s *protoServer) { b := `{"refreshToken": "r"}`; s.refreshBody.Store(&b) }, 200},
+		{"oversized", func(s *protoServer) {
+			b := `{"accessToken": "` + strings.Repeat("x", 2<<20) + `"}`
+			s.refreshBody.Store(&b)
+		}, 200},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := newProtoServer(t)
+			stale := srv.stale()
+			tr, store := srv.transport(stale)
+			c := NewClient(nil, tr)
+			tt.breakIt(srv)
+			_, err := c.Get(srv.URL + "/api/x")
+			var re *RefreshError
+			if !errors.As(err, &re) || re.StatusCode != tt.wantStatus {
+				t.Fatalf("error = %v; want a *RefreshError with status %d", err, tt.wantStatus)
+			}
+			if errors.Is(err, ErrSessionExpired) {
+				t.Error("a transient failure ended the session")
+			}
+			if saved, _ := store.Load(context.Background()); saved != stale {
+				t.Error("a transient failure changed the store")
+			}
+			// The server recovers; so does the next request.
+			srv.refreshStatus.Store(0)
+			srv.refreshBody.Store(nil)
+			if code, _ := get(t, c, srv.URL+"/api/x"); code != 200 {
+				t.Errorf("status after recovery = %d; want 200", code)
+			}
+		})
+	}
+}
+
+func TestRefreshNetworkError(t *testing.T) {
+	srv := newProtoServer(t)
+	dead := httptest.NewServer(http.NotFoundHandler())
+	dead.Close()
+	stale := srv.stale()
+	store := NewMemoryStore(stale)
+	ep := &Endpoint{URL: dead.URL + "/auth/refreshtoken"}
+	tr := &Transport{Store: store, Refresher: ep}
+	_, err := NewClient(nil, tr).Get(srv.URL + "/api/x")
+	var re *RefreshError
+	if !errors.As(err, &re) || re.StatusCode != 0 || errors.Is(err, ErrSessionExpired) {
+		t.Fatalf("error = %v; want a transient *RefreshError without status", err)
+	}
+	ep.URL = srv.URL + "/auth/refreshtoken" // the endpoint is back
+	if code, _ := get(t, NewClient(nil, tr), srv.URL+"/api/x"); code != 200 {
+		t.Errorf("status after recovery = %d; want 200", code)
+	}
+}
+
+func TestRefreshAheadBacksOffAfterFailure(t *testing.T) {
+	srv := newProtoServer(t)
+	issued := time.Now()
+	clock := newFakeClock(issued)
+	srv.jwtTTL, srv.jwtNow = 10*time.Minute, clock.now
+	tr, _ := srv.transport(srv.issue())
+	tr.now = clock.now
+	c := NewClient(nil, tr)
+	srv.refreshStatus.Store(503)
+	expiry := issued.Add(10 * time.Minute)
+	steps := []struct {
+		at    time.Time
+		heal  bool
+		calls int64
+	}{
+		{expiry.Add(-20 * time.Second), false, 1}, // due: tried, failed, sent with the old token
+		{expiry.Add(-19 * time.Second), false, 1}, // backing off
+		{expiry.Add(-16 * time.Second), false, 1},
+		{expiry.Add(-14 * time.Second), false, 2}, // 5 s later: tried again
+		{expiry.Add(-13 * time.Second), true, 2},  // healed, but still backing off
+		{expiry.Add(-8 * time.Second), false, 3},  // tried and refreshed
+		{expiry.Add(time.Minute), false, 3},       // the new token is good
+	}
+	for i, st := range steps {
+		clock.set(st.at)
+		if st.heal {
+			srv.refreshStatus.Store(0)
+		}
+		if code, _ := get(t, c, srv.URL+"/api/x"); code != 200 {
+			t.Errorf("step %d: status = %d; want 200", i, code)
+		}
+		if n := srv.refreshCalls.Load(); n != st.calls {
+			t.Errorf("step %d: refresh calls = %d; want %d", i, n, st.calls)
+		}
+	}
+	// An expired token is refreshed before it is sent, back-off or not.
+	srv.refreshStatus.Store(503)
+	clock.set(time.Now().Add(time.Hour))
+	_, err := c.Get(srv.URL + "/api/x")
+	if err == nil {
+		t.Fatal("request with an expired token and a failing endpoint succeeded")
+	}
+	clock.add(time.Millisecond)
+	c.Get(srv.URL + "/api/x")
+	if n := srv.refreshCalls.Load(); n != 5 {
+		t.Errorf("refresh calls with an expired token = %d; want 5 (no back-off once expired)", n)
+	}
+}
+
+// lockingStore is a MemoryStore that implements Locker in process.
+type lockingStore struct {
+	MemoryStore
+	mu    sync.Mutex
+	locks atomic.Int64
+}
+
+func (s *lockingStore) Lock(ctx context.Context) (func(), error) {
+	s.locks.Add(1)
+	s.mu.Lock()
+	return s.mu.Unlock, nil
+}
+
+func TestLockerAdoptsOrRefreshesStoredPair(t *testing.T) {
+	for _, expired := range []bool{false, true} {
+		name := map[bool]string{false: "fresh pair adopted", true: "expired pair refreshed"}[expired]
+		t.Run(name, func(t *testing.T) {
+			srv := newProtoServer(t)
+			mine := srv.stale()
+			// Another process refreshed: its pair is in the store, and
+			// my refresh token is spent.
+			theirs := srv.issue()
+			srv.mu.Lock()
+			srv.refresh[mine.RefreshToken] = true
+			srv.mu.Unlock()
+			if expired {
+				theirs.Expiry = time.Now().Add(-time.Second)
+				srv.mu.Lock()
+				delete(srv.access, theirs.AccessToken)
+				srv.mu.Unlock()
+			}
+			store := &lockingStore{}
+			var events []RefreshEvent
+			tr := &Transport{Store: store, Refresher: &Endpoint{URL: srv.URL + "/auth/refreshtoken"},
+				OnRefresh: func(e RefreshEvent) { events = append(events, e) }}
+			if err := tr.SetTokens(context.Background(), mine); err != nil {
+				t.Fatal(err)
+			}
+			store.MemoryStore.Save(context.Background(), theirs)
+			store.locks.Store(0) // SetTokens took it once
+
+			if code, _ := get(t, NewClient(nil, tr), srv.URL+"/api/x"); code != 200 {
+				t.Errorf("status = %d; want 200", code)
+			}
+			if n := srv.reuses.Load(); n != 0 {
+				t.Errorf("refresh token reuses = %d; want 0", n)
+			}
+			wantCalls := map[bool]int64{false: 0, true: 1}[expired]
+			if n := srv.refreshCalls.Load(); n != wantCalls {
+				t.Errorf("refresh calls = %d; want %d", n, wantCalls)
+			}
+			if n := store.locks.Load(); n != 1 {
+				t.Errorf("locks = %d; want 1", n)
+			}
+			if len(events) != 1 || events[0].Adopted == expired || events[0].Err != nil {
+				t.Errorf("events = %+v; want one successful event with Adopted = %v", events, !expired)
+			}
+		})
+	}
+}
+
+func TestLoginAndLogoutDuringRefresh(t *testing.T) {
+	for _, locker := range []bool{false, true} {
+		for _, action := range []string{"logout", "login", "login during a rejected refresh"} {
+			t.Run(fmt.Sprintf("%s, Locker %v", action, locker), func(t *testing.T) {
+				checkGoroutines(t)
+				srv := newProtoServer(t)
+				srv.refreshGate = make(chan struct{})
+				if action == "login during a rejected refresh" {
+					srv.refreshStatus.Store(401)
+				}
+				var store TokenStore = &MemoryStore{}
+				if locker {
+					store = &lockingStore{}
+				}
+				tr := &Transport{Store: store, Refresher: &Endpoint{URL: srv.URL + "/auth/refreshtoken"}}
+				ctx := context.Background()
+				if err := tr.SetTokens(ctx, srv.stale()); err != nil {
+					t.Fatal(err)
+				}
+				inFlight := make(chan int)
+				go func() {
+					resp, err := NewClient(nil, tr).Get(srv.URL + "/api/x")
+					if err != nil { // expected after a logout or a rejection
+						inFlight <- 0
+						return
+					}
+					resp.Body.Close()
+					inFlight <- resp.StatusCode
+				}()
+				for srv.refreshCalls.Load() == 0 {
+					time.Sleep(time.Millisecond)
+				}
+				bob := srv.issue()
+				done := make(chan error)
+				go func() {
+					if action == "logout" {
+						done <- tr.Logout(ctx)
+					} else {
+						done <- tr.SetTokens(ctx, bob)
+					}
+				}()
+				if !locker {
+					if err := <-done; err != nil { // not held up by the refresh
+						t.Fatal(err)
+					}
+				}
+				close(srv.refreshGate)
+				if locker {
+					if err := <-done; err != nil { // after the refresh, under the store's lock
+						t.Fatal(err)
+					}
+				}
+				code := <-inFlight
+				stored, err := store.Load(ctx)
+				mem, merr := tr.Tokens(ctx)
+				if action == "logout" {
+					if !errors.Is(err, ErrNoTokens) || !errors.Is(merr, ErrNoTokens) {
+						t.Errorf("after logout: store %v, %v; memory %v, %v; want no tokens in either", stored, err, mem, merr)
+					}
+					return
+				}
+				if stored != bob || mem != bob {
+					t.Errorf("after login: store holds bob = %v, memory holds bob = %v; want both", stored == bob, mem == bob)
+				}
+				if !locker && code != 200 {
+					t.Errorf("request in flight during the login: status %d; want 200 (replayed with the new tokens)", code)
+				}
+			})
+		}
+	}
+}
+
+func TestLoginInAnotherTransportIsPickedUp(t *testing.T) {
+	srv := newProtoServer(t)
+	store := &MemoryStore{} // shared, as a file would be between processes
+	mine := &Transport{Store: store, Refresher: &Endpoint{URL: srv.URL + "/auth/refreshtoken"}}
+	c := NewClient(nil, mine)
+	if code, _ := get(t, c, srv.URL+"/api/x"); code != 403 {
+		t.Fatalf("status before any login = %d; want 403", code)
+	}
+	other := &Transport{Store: store}
+	if err := other.SetTokens(context.Background(), srv.issue()); err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest("POST", srv.URL+"/api/echo", noGetBody{strings.NewReader("payload")})
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || string(body) != "POST /api/echo payload" {
+		t.Errorf("after a login elsewhere: got %d %q; want 200 with the body replayed", resp.StatusCode, body)
+	}
+	if n := srv.refreshCalls.Load(); n != 0 {
+		t.Errorf("refresh calls = %d; want 0", n)
+	}
+}
+
+func TestRefresherPanicFailsTheRefresh(t *testing.T) {
+	srv := newProtoServer(t)
+	calls := 0
+	tr := &Transport{
+		Store: NewMemoryStore(srv.stale()),
+		Refresher: RefreshFunc(func(ctx context.Context, cur Tokens) (Tokens, error) {
+			calls++
+			if calls == 1 {
+				panic("bug in a refresher")
+			}
+			return (&Endpoint{URL: srv.URL + "/auth/refreshtoken"}).Refresh(ctx, cur)
+		}),
+	}
+	c := NewClient(nil, tr)
+	_, err := c.Get(srv.URL + "/api/x")
+	var re *RefreshError
+	if !errors.As(err, &re) || errors.Is(err, ErrSessionExpired) {
+		t.Fatalf("error = %v; want a transient *RefreshError", err)
+	}
+	if code, _ := get(t, c, srv.URL+"/api/x"); code != 200 {
+		t.Errorf("status after the panic = %d; want 200", code)
+	}
+}
+
+func TestClockAheadOfIssuerDoesNotRefreshEveryRequest(t *testing.T) {
+	srv := newProtoServer(t)
+	issuer := time.Now()
+	srv.jwtTTL, srv.jwtNow = time.Minute, func() time.Time { return issuer }
+	clock := newFakeClock(issuer.Add(2 * time.Minute)) // two minutes ahead
+	tr, _ := srv.transport(srv.issue())
+	tr.now = clock.now
+	c := NewClient(nil, tr)
+	for range 20 {
+		if code, _ := get(t, c, srv.URL+"/api/x"); code != 200 {
+			t.Fatalf("status = %d; want 200", code)
+		}
+	}
+	// The loaded token looks expired: one refresh. The new one looks
+	// expired as well, so its refusal, not the clock, will tell.
+	if n := srv.refreshCalls.Load(); n != 1 {
+		t.Errorf("refresh calls = %d; want 1", n)
+	}
+	srv.expireAll()
+	if code, _ := get(t, c, srv.URL+"/api/x"); code != 200 {
+		t.Errorf("status after the token expired = %d; want 200", code)
+	}
+	if n := srv.refreshCalls.Load(); n != 2 {
+		t.Errorf("refresh calls after the token expired = %d; want 2", n)
+	}
+}
+
+// gateStore is a MemoryStore whose Clear, once armed, signals entered and
+// waits for release.
+type gateStore struct {
+	MemoryStore
+	armed            atomic.Bool
+	entered, release chan struct{}
+}
+
+func (s *gateStore) Clear(ctx context.Context) error {
+	if s.armed.Load() {
+		close(s.entered)
+		<-s.release
+	}
+	return s.MemoryStore.Clear(ctx)
+}
+
+func TestLogoutIsNotUndoneByRefusedRequest(t *testing.T) {
+	srv := newProtoServer(t)
+	store := &gateStore{entered: make(chan struct{}), release: make(chan struct{})}
+	store.MemoryStore.Save(context.Background(), srv.issue())
+	tr := &Transport{Store: store, Refresher: &Endpoint{URL: srv.URL + "/auth/refreshtoken"}}
+	ctx := context.Background()
+	if _, err := tr.Tokens(ctx); err != nil {
+		t.Fatal(err)
+	}
+	store.armed.Store(true)
+	logout := make(chan error)
+	go func() { logout <- tr.Logout(ctx) }()
+	<-store.entered // memory cleared, store not yet
+	codes := make(chan int)
+	go func() {
+		code, _ := get(t, NewClient(nil, tr), srv.URL+"/api/x") // no tokens: refused
+		codes <- code
+	}()
+	time.Sleep(20 * time.Millisecond) // let it reach the store, if it can
+	close(store.release)
+	if err := <-logout; err != nil {
+		t.Fatal(err)
+	}
+	if code := <-codes; code != 403 {
+		t.Errorf("request during the logout: status %d; want its 403", code)
+	}
+	if tok, err := tr.Tokens(ctx); !errors.Is(err, ErrNoTokens) {
+		t.Errorf("after Logout: Tokens() = %v, %v; want ErrNoTokens", tok, err)
+	}
+}
+
+func TestHangingEarlyRefreshDoesNotHoldGoodTokens(t *testing.T) {
+	checkGoroutines(t)
+	srv := newProtoServer(t)
+	srv.refreshGate = make(chan struct{})
+	defer close(srv.refreshGate)
+	issued := time.Now()
+	clock := newFakeClock(issued)
+	srv.jwtTTL, srv.jwtNow = 2*time.Minute, clock.now
+	tr, _ := srv.transport(srv.issue())
+	tr.now, tr.EarlyRefresh, tr.RefreshTimeout = clock.now, 90*time.Second, 3*time.Second
+	clock.add(time.Minute) // due, a minute left
+	c := NewClient(nil, tr)
+	for i, timeout := range []time.Duration{500 * time.Millisecond, 10 * time.Second, 10 * time.Second} {
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		req, _ := http.NewRequestWithContext(ctx, "GET", srv.URL+"/api/x", nil)
+		resp, err := c.Do(req)
+		cancel()
+		if err != nil {
+			t.Fatalf("request %d: %v; want it sent with its still-good token", i, err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Errorf("request %d: status %d; want 200", i, resp.StatusCode)
+		}
+	}
+	if n := srv.refreshCalls.Load(); n != 1 {
+		t.Errorf("refresh calls = %d; want 1 (still under way)", n)
+	}
+}
+
+func TestRefresherGoexitDoesNotHang(t *testing.T) {
+	srv := newProtoServer(t)
+	tr := &Transport{
+		Store:          NewMemoryStore(srv.stale()),
+		Refresher:      RefreshFunc(func(context.Context, Tokens) (Tokens, error) { runtime.Goexit(); return Tokens{}, nil }),
+		RefreshTimeout: 100 * time.Millisecond,
+	}
+	_, err := NewClient(nil, tr).Get(srv.URL + "/api/x")
+	var re *RefreshError
+	if !errors.As(err, &re) {
+		t.Errorf("error = %v; want a *RefreshError", err)
+	}
+}
+
+type panickyStore struct{ MemoryStore }
+
+func (*panickyStore) Load(context.Context) (Tokens, error) { panic("store bug") }
+
+func TestStoreLoadPanicIsAnError(t *testing.T) {
+	srv := newProtoServer(t)
+	_, err := NewClient(nil, &Transport{Store: &panickyStore{}}).Get(srv.URL + "/api/x")
+	if err == nil || !strings.Contains(err.Error(), "panicked") {
+		t.Errorf("error = %v; want one saying that Store.Load panicked", err)
+	}
+}
+
+func TestRefresherMayLogInAgainWithLockerStore(t *testing.T) {
+	srv := newProtoServer(t)
+	store := &lockingStore{}
+	var tr *Transport
+	tr = &Transport{
+		Store: store,
+		Refresher: RefreshFunc(func(ctx context.Context, cur Tokens) (Tokens, error) {
+			// The refresh token is dead: log in again instead.
+			if err := tr.SetTokens(ctx, srv.issue()); err != nil {
+				return Tokens{}, err
+			}
+			return Tokens{}, &RefreshError{Err: errors.New("logged in again")}
+		}),
+		RefreshTimeout: 5 * time.Second,
+	}
+	if err := tr.SetTokens(context.Background(), srv.stale()); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	code, _ := get(t, NewClient(nil, tr), srv.URL+"/api/x")
+	if code != 200 {
+		t.Errorf("status = %d; want 200 with the new login", code)
+	}
+	if d := time.Since(start); d > 4*time.Second {
+		t.Errorf("took %v: SetTokens inside the refresh waited for the store's lock", d)
+	}
+}
