@@ -36,6 +36,27 @@ var (
 	// it.
 	ErrCorruptRecord = errors.New("autorefresh: stored record is corrupt")
 
+	// ErrRecordTooLarge is wrapped by the errors of a store's Save when the
+	// encoded record would be larger than the store can read back.
+	ErrRecordTooLarge = errors.New("autorefresh: token record too large")
+
+	// ErrInvalidToken is wrapped by the errors for a token that cannot be
+	// sent in an HTTP header: it holds a control character (CR, LF, NUL,
+	// ...) or starts or ends with a space. SetTokens and Login return it;
+	// a refresh answer carrying one is a malformed answer.
+	ErrInvalidToken = errors.New("autorefresh: token is not a valid header value")
+
+	// ErrInvalidHosts is wrapped by the error that RoundTrip returns, for
+	// every request, when an entry of Transport.Hosts is not one of the
+	// accepted forms.
+	ErrInvalidHosts = errors.New("autorefresh: invalid Transport.Hosts entry")
+
+	// ErrBackoff is wrapped by the *RefreshError of a request that needed a
+	// refresh while the refresh was held back after a failure: requests
+	// fail fast with it, and the first request after the back-off tries
+	// again. The error also wraps the cause of the last failure.
+	ErrBackoff = errors.New("autorefresh: refresh held back after a failure")
+
 	// ErrBodyNotReplayable is returned by Transport.RoundTrip when a
 	// request needed a replay after a refresh but its body could not be
 	// sent again: it had no GetBody and its first attempt read more than

@@ -17,9 +17,10 @@ import (
 
 // Defaults for the Transport's zero-valued fields.
 const (
-	DefaultEarlyRefresh   = 30 * time.Second
-	DefaultRefreshTimeout = 30 * time.Second
-	DefaultMaxReplayBody  = 1 << 20
+	DefaultEarlyRefresh    = 30 * time.Second
+	DefaultRefreshTimeout  = 30 * time.Second
+	DefaultMaxReplayBody   = 1 << 20
+	DefaultMaxReplayMemory = 64 << 20
 )
 
 // maxDrain is how much of a rejected response body is read before it is
@@ -97,6 +98,13 @@ type Transport struct {
 	// and its first attempt read more of its body than that, it fails with
 	// ErrBodyNotReplayable.
 	MaxReplayBody int64
+
+	// MaxReplayMemory bounds the memory that all the replay buffers of
+	// requests in flight may hold together. A request whose body would
+	// push the total past it is sent without a replay buffer and, if it is
+	// refused, fails with ErrBodyNotReplayable. If zero,
+	// DefaultMaxReplayMemory is used; if negative, there is no bound.
+	MaxReplayMemory int64
 
 	// Hosts, if not empty, lists the only hosts that get the tokens, as
 	// "host" (any port) or "host:port". Whatever the list, a request that
