@@ -67,7 +67,7 @@ func (e *Endpoint) Refresh(ctx context.Context, current Tokens) (Tokens, error) 
 	}
 	req, err := http.NewRequestWithContext(ctx, method, e.URL, nil)
 	if err != nil {
-		return Tokens{}, &RefreshError{Err: fmt.Errorf("autorefresh: refresh request: %w", err)}
+		return Tokens{}, &RefreshError{Err: &wrapped{"refresh request", err}}
 	}
 	sc := e.Scheme.orDefault()
 	req.Header[sc.AccessHeader] = []string{sc.AccessPrefix + current.AccessToken}
@@ -78,20 +78,14 @@ func (e *Endpoint) Refresh(ctx context.Context, current Tokens) (Tokens, error) 
 	req.Header[refreshHeader] = []string{current.RefreshToken}
 	req.Header.Set("Accept", "application/json")
 
-	base := e.Base
-	if base == nil {
-		base = http.DefaultTransport
-	}
-	resp, err := base.RoundTrip(req)
+	resp, err := baseOr(e.Base).RoundTrip(req)
 	if err != nil {
 		return Tokens{}, &RefreshError{Err: err}
 	}
 	defer resp.Body.Close()
 
 	switch {
-	case resp.StatusCode == http.StatusBadRequest ||
-		resp.StatusCode == http.StatusUnauthorized ||
-		resp.StatusCode == http.StatusForbidden:
+	case isRefusal(resp.StatusCode):
 		return Tokens{}, &RefreshError{StatusCode: resp.StatusCode, Err: ErrSessionExpired}
 	case resp.StatusCode < 200 || resp.StatusCode > 299:
 		return Tokens{}, &RefreshError{StatusCode: resp.StatusCode}
@@ -107,31 +101,42 @@ func (e *Endpoint) Refresh(ctx context.Context, current Tokens) (Tokens, error) 
 	return t, nil
 }
 
-// errNoAccessToken is wrapped by errors for responses that hold no access
-// token.
-var errNoAccessToken = errors.New("autorefresh: response has no access token")
+// errNoAccessToken is the error of an answer that holds no access token.
+var errNoAccessToken = fmt.Errorf("%w: it has no access token", ErrMalformedResponse)
 
 // decodeTokens parses the JSON answer of the header protocol. Its errors
-// never quote the body, which may hold tokens.
+// wrap ErrMalformedResponse and never quote the body, which may hold
+// tokens.
 func decodeTokens(body []byte) (Tokens, error) {
 	var t Tokens
 	if err := json.Unmarshal(body, &t); err != nil {
-		var (
-			syn *json.SyntaxError
-			typ *json.UnmarshalTypeError
-		)
-		switch {
-		case errors.As(err, &syn):
-			return Tokens{}, fmt.Errorf("autorefresh: malformed JSON response at offset %d", syn.Offset)
-		case errors.As(err, &typ):
-			return Tokens{}, fmt.Errorf("autorefresh: malformed JSON response: %s is a JSON %s", typ.Field, typ.Value)
-		}
-		return Tokens{}, errors.New("autorefresh: malformed JSON response")
+		return Tokens{}, fmt.Errorf("%w: %s", ErrMalformedResponse, describeJSONError(err))
 	}
 	if t.AccessToken == "" {
 		return Tokens{}, errNoAccessToken
 	}
 	return t, nil
+}
+
+// describeJSONError describes an error of encoding/json without quoting
+// the input, which may hold tokens: where the syntax broke, or which field
+// had the wrong type.
+func describeJSONError(err error) string {
+	var (
+		syn *json.SyntaxError
+		typ *json.UnmarshalTypeError
+	)
+	switch {
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return "truncated JSON"
+	case errors.As(err, &syn):
+		return fmt.Sprintf("invalid JSON at byte %d", syn.Offset)
+	case errors.As(err, &typ) && typ.Field != "":
+		return fmt.Sprintf("field %q is a JSON %s", typ.Field, typ.Value)
+	case errors.As(err, &typ):
+		return fmt.Sprintf("a JSON %s where an object was expected", typ.Value)
+	}
+	return "invalid JSON value" // the text of err may quote the input
 }
 
 // readLimited reads all of r, failing when it holds more than limit bytes

@@ -25,10 +25,11 @@ var (
 	// (FileStore: deleting the file logs out) never returns it.
 	ErrTokensLost = fmt.Errorf("%w: the stored record is gone", ErrNoTokens)
 
-	// ErrVersionConflict is wrapped by the errors of the conditional
-	// changes of a VersionedStore when the store no longer holds the
-	// version they expected.
-	ErrVersionConflict = errors.New("autorefresh: store holds another version")
+	// ErrLockLost is wrapped by the errors of a Locker store's Save and
+	// Clear when the lock under which they were called was lost (its lease
+	// ran out) and the store refused the write: another holder may have
+	// written since.
+	ErrLockLost = errors.New("autorefresh: store lock lost")
 
 	// ErrCorruptRecord is wrapped by the errors of a store's Load when what
 	// it holds is not a token record: unreadable JSON, a record without
@@ -50,6 +51,22 @@ var (
 	// every request, when an entry of Transport.Hosts is not one of the
 	// accepted forms.
 	ErrInvalidHosts = errors.New("autorefresh: invalid Transport.Hosts entry")
+
+	// ErrMalformedResponse is wrapped by the errors for an answer of a
+	// refresh, login or token endpoint that cannot be used: JSON that does
+	// not parse or has fields of the wrong type, no access token, or a
+	// token that is not a valid header value (the error then wraps
+	// ErrInvalidToken too). A refresh that gets one is a transient failure.
+	ErrMalformedResponse = errors.New("autorefresh: malformed response")
+
+	// ErrInsecureURL is wrapped by the errors for a URL that would send
+	// tokens or credentials in clear text: plain http to a host that is not
+	// a loopback address, without AllowHTTP.
+	ErrInsecureURL = errors.New("autorefresh: insecure URL")
+
+	// ErrNoStore is returned by every method of a Transport whose Store is
+	// nil.
+	ErrNoStore = errors.New("autorefresh: Transport.Store is nil")
 
 	// ErrBackoff is wrapped by the *RefreshError of a request that needed a
 	// refresh while the refresh was held back after a failure: requests
@@ -118,3 +135,19 @@ func (e *RefreshError) Unwrap() error { return e.Err }
 
 // SessionExpired reports whether e is a rejection of the refresh token.
 func (e *RefreshError) SessionExpired() bool { return errors.Is(e.Err, ErrSessionExpired) }
+
+// trimPrefix returns the text of err without the "autorefresh: " prefix,
+// for errors that are quoted inside another of this package's errors.
+func trimPrefix(err error) string {
+	return strings.TrimPrefix(err.Error(), "autorefresh: ")
+}
+
+// wrapped adds context to err: its text is "autorefresh: <ctx>: " and err's
+// own text without the package prefix, so that the prefix is never doubled.
+type wrapped struct {
+	ctx string
+	err error
+}
+
+func (w *wrapped) Error() string { return "autorefresh: " + w.ctx + ": " + trimPrefix(w.err) }
+func (w *wrapped) Unwrap() error { return w.err }

@@ -211,27 +211,15 @@ func TestFaultMatrix(t *testing.T) {
 			}
 		}
 	}
-	sessionEnds := func(t *testing.T, env *faultEnv, o *outcome) {
-		for class, n := range o.failures {
-			if class != "session expired" && class != "status 403" {
-				t.Errorf("%d requests failed with %q; want only session expired, or 403 without tokens", n, class)
-			}
-		}
-		// The refresh is slowed down, so every worker's next request is
-		// refused with the old token and waits for it.
-		if n := o.failures["session expired"]; n < faultWorkers {
-			t.Errorf("%d requests failed with ErrSessionExpired; want every waiter, at least one per worker (%d)", n, faultWorkers)
-		}
-		if n := env.store.clears.Load(); n != 1 {
-			t.Errorf("store cleared %d times; want exactly 1", n)
-		}
-		if n := env.events.count(func(e autorefresh.RefreshEvent) bool { return e.SessionEnded }); n != 1 {
-			t.Errorf("session-ending refresh events = %d; want 1", n)
-		}
-		if _, err := env.store.Load(context.Background()); !errors.Is(err, autorefresh.ErrNoTokens) {
-			t.Errorf("store Load after the session ended: %v; want ErrNoTokens", err)
+	// sessionEnds checks a case whose refresh token is rejected: requests
+	// refused with the old tokens fail with ErrSessionExpired, at least
+	// minExpired of them, and the others go out without tokens.
+	sessionEnds := func(minExpired int) func(*testing.T, *faultEnv, *outcome) {
+		return func(t *testing.T, env *faultEnv, o *outcome) {
+			sessionEnded(t, env, o, minExpired)
 		}
 	}
+
 
 	tests := []struct {
 		name   string
@@ -306,7 +294,10 @@ func TestFaultMatrix(t *testing.T) {
 				env.srv.RevokeAll()
 			},
 			check: func(t *testing.T, env *faultEnv, o *outcome) {
-				sessionEnds(t, env, o)
+				// The API refuses the tokens at once and the refresh is
+				// slowed down, so every worker's next request is refused
+				// and waits for it.
+				sessionEnds(faultWorkers)(t, env, o)
 				if n := env.srv.Stats().RefreshRejections; n != 1 {
 					t.Errorf("refresh rejections = %d; want 1 (one call for everyone)", n)
 				}
@@ -327,7 +318,11 @@ func TestFaultMatrix(t *testing.T) {
 				}
 			},
 			check: func(t *testing.T, env *faultEnv, o *outcome) {
-				sessionEnds(t, env, o)
+				// The tokens stay good until the refresh ahead of expiry,
+				// in the background, is refused as a reuse: only the
+				// requests sent with them and refused after it fail
+				// with ErrSessionExpired.
+				sessionEnds(1)(t, env, o)
 				if n := env.srv.Stats().ReuseRejections; n != 1 {
 					t.Errorf("reuse rejections = %d; want 1", n)
 				}
@@ -447,6 +442,12 @@ func TestFaultMatrix(t *testing.T) {
 
 			if tt.heal != nil {
 				tt.heal(env)
+				// A refresh held back after failures is tried again
+				// within half a second: once one request went through,
+				// none may fail.
+				waitFor(t, "a request to succeed after healing", func() bool {
+					return echo(autorefresh.NewClient(nil, env.tr), srv.URL, "probe", true, 10*time.Second) == "ok"
+				})
 				after := env.drive(t, faultPhase, 10*time.Second)
 				t.Logf("healed: %v", after)
 				if after.failed() != 0 {
@@ -462,6 +463,43 @@ func TestFaultMatrix(t *testing.T) {
 				t.Errorf("refresh token reuses = %d; want 0", n)
 			}
 		})
+	}
+}
+
+// sessionEnded checks the end of a session in the fault matrix: requests
+// fail only with ErrSessionExpired (at least minExpired of them) or with a
+// 403 for going out without tokens, and the store was cleared once.
+func sessionEnded(t *testing.T, env *faultEnv, o *outcome, minExpired int) {
+	t.Helper()
+	for class, n := range o.failures {
+		if class != "session expired" && class != "status 403" {
+			t.Errorf("%d requests failed with %q; want only session expired, or 403 without tokens", n, class)
+		}
+	}
+	if n := o.failures["session expired"]; n < minExpired {
+		t.Errorf("%d requests failed with ErrSessionExpired; want at least %d", n, minExpired)
+	}
+	if n := env.store.clears.Load(); n != 1 {
+		t.Errorf("store cleared %d times; want exactly 1", n)
+	}
+	if n := env.events.count(func(e autorefresh.RefreshEvent) bool { return e.SessionEnded }); n != 1 {
+		t.Errorf("session-ending refresh events = %d; want 1", n)
+	}
+	if _, err := env.store.Load(context.Background()); !errors.Is(err, autorefresh.ErrNoTokens) {
+		t.Errorf("store Load after the session ended: %v; want ErrNoTokens", err)
+	}
+}
+
+// waitFor polls cond every millisecond until it holds, for at most a
+// minute.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("gave up waiting for %s", what)
+		}
+		time.Sleep(time.Millisecond)
 	}
 }
 

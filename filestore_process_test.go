@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -103,16 +104,22 @@ func refreshChild() error {
 	}
 	base := os.Getenv(helperURL)
 	var res childResult
+	// Refreshes ahead of expiry run in the background, beside the
+	// requests: count them with atomics.
+	var adopted, refreshed, proactiveEnded atomic.Int64
 	tr := &autorefresh.Transport{
 		Store:     store,
 		Refresher: &autorefresh.Endpoint{URL: base + "/auth/refreshtoken"},
-		OnRefresh: func(ev autorefresh.RefreshEvent) { // called from the refreshing goroutine only
+		OnRefresh: func(ev autorefresh.RefreshEvent) {
 			switch {
 			case ev.Err != nil:
 			case ev.Adopted:
-				res.Adopted++
+				adopted.Add(1)
 			default:
-				res.Refreshes++
+				refreshed.Add(1)
+			}
+			if ev.Proactive {
+				proactiveEnded.Add(1)
 			}
 		},
 	}
@@ -164,6 +171,14 @@ func refreshChild() error {
 		}
 		time.Sleep(requestPause)
 	}
+	// Let a refresh still running in the background end, so that its
+	// call is counted.
+	for deadline := time.Now().Add(time.Minute); tr.Stats().ProactiveRefreshes != proactiveEnded.Load(); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			return errors.New("a refresh in the background did not end within a minute")
+		}
+	}
+	res.Adopted, res.Refreshes = int(adopted.Load()), int(refreshed.Load())
 	return json.NewEncoder(os.Stdout).Encode(res)
 }
 
@@ -296,10 +311,10 @@ func TestFileStoreProcesses(t *testing.T) {
 // TestFileStoreProcessesWithoutLock runs the processes of
 // TestFileStoreProcesses with a store that hides FileStore's Lock, to show
 // that the lock is what keeps them correct. Every child has loaded the first
-// tokens before any starts, and without the lock none reads the file again,
-// so each of them must spend the first refresh token itself: the server
-// sees it reused at least children-1 times, and those children's sessions
-// end with failed requests.
+// tokens before any starts. Without the lock each still reads the file
+// before it refreshes, but nothing stops two children from reading the same
+// pair and both spending its refresh token: the server sees a reuse, revokes
+// the session, and children fail.
 func TestFileStoreProcessesWithoutLock(t *testing.T) {
 	run := runRefreshChildren(t, false)
 	failed := 0
@@ -311,11 +326,11 @@ func TestFileStoreProcessesWithoutLock(t *testing.T) {
 	st := run.stats
 	t.Logf("without the lock: %d of %d children failed, %d refresh calls, %d reuses rejected",
 		failed, children, st.RefreshCalls, st.ReuseRejections)
-	if st.ReuseRejections < children-1 {
-		t.Errorf("reuses rejected = %d; want at least %d", st.ReuseRejections, children-1)
+	if st.ReuseRejections < 1 {
+		t.Errorf("reuses rejected = %d; want at least 1", st.ReuseRejections)
 	}
-	if failed < children-1 {
-		t.Errorf("%d children failed; want at least %d", failed, children-1)
+	if failed < 1 {
+		t.Errorf("%d children failed; want at least 1", failed)
 	}
 }
 

@@ -155,6 +155,7 @@ func TestHooksAndStatsOnProactiveRefresh(t *testing.T) {
 	const n = 200
 	srv := newOAuthServer(t)
 	srv.gate = make(chan struct{})
+	t.Cleanup(func() { closeOnce(srv.gate) })
 	tok := srv.issue()
 	tok.Expiry = testNow.Add(2 * time.Minute)
 	var offset atomic.Int64
@@ -164,21 +165,41 @@ func TestHooksAndStatsOnProactiveRefresh(t *testing.T) {
 	}
 	offset.Store(int64(100 * time.Second)) // due (2m - 30s), not expired
 
-	codes, errs := fire(t, NewClient(nil, tr), tr, srv.URL+"/api/x", n, srv.gate)
+	// The token is due but good: every request goes out at once with it,
+	// while the one refresh they started waits at the token endpoint.
+	c := NewClient(nil, tr)
+	var wg sync.WaitGroup
+	codes, errs := make([]int, n), make([]error, n)
+	for i := range n {
+		wg.Go(func() {
+			resp, err := c.Get(srv.URL + "/api/x")
+			errs[i] = err
+			if err == nil {
+				codes[i] = resp.StatusCode
+				resp.Body.Close()
+			}
+		})
+	}
+	wg.Wait()
 	for i := range n {
 		if errs[i] != nil || codes[i] != 200 {
-			t.Fatalf("request %d: got %d, %v; want 200", i, codes[i], errs[i])
+			t.Fatalf("request %d: got %d, %v; want 200 while the refresh is held", i, codes[i], errs[i])
 		}
 	}
+	if got := srv.tokenCalls.Load(); got != 1 {
+		t.Errorf("token calls while the refresh is held = %d; want 1", got)
+	}
+	close(srv.gate)
+	waitFor(t, "the background refresh to end", func() bool { return len(rec.all()) == 1 })
 	if got := srv.tokenCalls.Load(); got != 1 {
 		t.Errorf("token calls = %d; want 1", got)
 	}
 	if got := srv.api401s.Load(); got != 0 {
 		t.Errorf("refused API calls = %d; want 0", got)
 	}
-	want := Stats{Requests: n, Refreshes: 1, ProactiveRefreshes: 1, Waits: n}
+	want := Stats{Requests: n, Refreshes: 1, ProactiveRefreshes: 1}
 	if got := tr.Stats(); got != want {
-		t.Errorf("stats = %+v; want %+v", got, want)
+		t.Errorf("stats = %+v; want %+v (no request waited)", got, want)
 	}
 	if got := replays.Load(); got != 0 {
 		t.Errorf("OnReplay calls = %d; want 0", got)
@@ -198,6 +219,15 @@ func TestHooksAndStatsOnProactiveRefresh(t *testing.T) {
 		t.Errorf("NewExpiry = %v; want %v", ev.NewExpiry, want)
 	}
 	checkNoSecrets(t, "event %+v", fmt.Sprintf("%+v", ev), srv.issued())
+}
+
+// closeOnce closes ch unless it is closed already.
+func closeOnce(ch chan struct{}) {
+	select {
+	case <-ch:
+	default:
+		close(ch)
+	}
 }
 
 func TestHooksAndStatsOnFailedRefresh(t *testing.T) {
@@ -306,13 +336,19 @@ func TestLoggerNeverLogsTokens(t *testing.T) {
 			if _, err := c.Get(srv.URL + "/api/c"); err == nil {
 				t.Fatal("request succeeded; want the refresh error")
 			}
-			// The end of the session.
+			// The end of the session, once the back-off after the
+			// failure has passed.
 			srv.tokenBody.Store(nil)
 			srv.tokenStatus.Store(0)
 			srv.mu.Lock()
 			clear(srv.refresh)
 			srv.mu.Unlock()
-			if _, err := c.Get(srv.URL + "/api/d"); !errors.Is(err, ErrSessionExpired) {
+			var err error
+			waitFor(t, "the refresh after the back-off", func() bool {
+				_, err = c.Get(srv.URL + "/api/d")
+				return !errors.Is(err, ErrBackoff)
+			})
+			if !errors.Is(err, ErrSessionExpired) {
 				t.Fatalf("error = %v; want ErrSessionExpired", err)
 			}
 

@@ -62,7 +62,7 @@ func TestTokensStayOnTheirHost(t *testing.T) {
 }
 
 func TestHostAllowed(t *testing.T) {
-	hosts := []string{"api.example.com", "auth.example.com:8443", "[::1]:9000", "127.0.0.1", "::2", "https://svc.example.com:444/base", "[::3]"}
+	hosts := []string{"api.example.com", "auth.example.com:8443", "[::1]:9000", "127.0.0.1", "::2", "https://svc.example.com:444/", "[::3]"}
 	tests := []struct {
 		host, port string
 		want       bool
@@ -82,8 +82,12 @@ func TestHostAllowed(t *testing.T) {
 		{"svc.example.com", "443", false},
 	}
 	for _, tt := range tests {
-		if got := hostAllowed(hosts, tt.host, tt.port); got != tt.want {
-			t.Errorf("hostAllowed(%s, %s) = %v; want %v", tt.host, tt.port, got, tt.want)
+		rules := parseHosts(hosts)
+		if rules.err != nil {
+			t.Fatal(rules.err)
+		}
+		if got := rules.allow("https", tt.host, tt.port); got != tt.want {
+			t.Errorf("allow(https, %s, %s) = %v; want %v", tt.host, tt.port, got, tt.want)
 		}
 	}
 }

@@ -244,8 +244,10 @@ func TestRefreshAheadOfExpiry(t *testing.T) {
 		{"inside default window", 10 * time.Minute, 0, 0, 10*time.Minute - 29*time.Second, 1},
 		{"expired", 10 * time.Minute, 0, 0, 11 * time.Minute, 1},
 		{"long expired", 10 * time.Minute, 0, 0, 48 * time.Hour, 1},
-		{"window capped at half life: outside", 40 * time.Second, 0, 0, 19 * time.Second, 0},
-		{"window capped at half life: inside", 40 * time.Second, 0, 0, 21 * time.Second, 1},
+		{"default window a quarter of a short life: outside", 40 * time.Second, 0, 0, 29 * time.Second, 0},
+		{"default window a quarter of a short life: inside", 40 * time.Second, 0, 0, 31 * time.Second, 1},
+		{"custom window capped at half life: outside", 40 * time.Second, 0, 30 * time.Second, 19 * time.Second, 0},
+		{"custom window capped at half life: inside", 40 * time.Second, 0, 30 * time.Second, 21 * time.Second, 1},
 		{"custom window: outside", 10 * time.Minute, 0, 2 * time.Minute, 7 * time.Minute, 0},
 		{"custom window: inside", 10 * time.Minute, 0, 2 * time.Minute, 8*time.Minute + time.Second, 1},
 		{"early refresh off: before expiry", 10 * time.Minute, 0, -1, 10*time.Minute - time.Second, 0},
@@ -273,6 +275,11 @@ func TestRefreshAheadOfExpiry(t *testing.T) {
 			if code, _ := get(t, NewClient(nil, tr), srv.URL+"/api/x"); code != 200 {
 				t.Errorf("status = %d; want 200", code)
 			}
+			// A token that is due but good is refreshed in the background.
+			waitFor(t, "the refreshes to end", func() bool {
+				st := tr.Stats()
+				return st.Refreshes+st.RefreshFailures >= tt.want
+			})
 			if n := srv.refreshCalls.Load(); n != tt.want {
 				t.Errorf("refresh calls = %d; want %d", n, tt.want)
 			}
@@ -562,11 +569,18 @@ func TestRefreshAheadBacksOffAfterFailure(t *testing.T) {
 		if code, _ := get(t, c, srv.URL+"/api/x"); code != 200 {
 			t.Errorf("step %d: status = %d; want 200", i, code)
 		}
+		// The refresh ahead of expiry runs in the background.
+		waitFor(t, "the refreshes to end", func() bool {
+			s := tr.Stats()
+			return s.Refreshes+s.RefreshFailures >= st.calls
+		})
 		if n := srv.refreshCalls.Load(); n != st.calls {
 			t.Errorf("step %d: refresh calls = %d; want %d", i, n, st.calls)
 		}
 	}
-	// An expired token is refreshed before it is sent, back-off or not.
+	// An expired token is refreshed before it is sent, whatever the
+	// back-off ahead of expiry; after one failure the next request tries
+	// again at once.
 	srv.refreshStatus.Store(503)
 	clock.set(time.Now().Add(time.Hour))
 	_, err := c.Get(srv.URL + "/api/x")
@@ -576,7 +590,7 @@ func TestRefreshAheadBacksOffAfterFailure(t *testing.T) {
 	clock.add(time.Millisecond)
 	c.Get(srv.URL + "/api/x")
 	if n := srv.refreshCalls.Load(); n != 5 {
-		t.Errorf("refresh calls with an expired token = %d; want 5 (no back-off once expired)", n)
+		t.Errorf("refresh calls with an expired token = %d; want 5 (a first failure is tried again at once)", n)
 	}
 }
 

@@ -1,18 +1,16 @@
 package autorefresh
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"mime"
 	"net/http"
 	"net/url"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
-	"unicode"
-	"unicode/utf8"
 )
 
 // AuthStyle says how an OAuth2 refresher authenticates its client to the
@@ -100,6 +98,11 @@ type OAuth2 struct {
 	now func() time.Time // for tests; nil: time.Now
 }
 
+// HeaderScheme declares BearerScheme: a Transport whose Scheme is not set
+// sends the access token of an OAuth2 in "Authorization: Bearer", and the
+// refresh token only to the token endpoint. See Transport.Scheme.
+func (o *OAuth2) HeaderScheme() HeaderScheme { return BearerScheme }
+
 // maxDescription bounds the length of an error description taken from a
 // token endpoint's answer.
 const maxDescription = 256
@@ -134,7 +137,7 @@ func (o *OAuth2) Refresh(ctx context.Context, current Tokens) (Tokens, error) {
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, o.TokenURL, strings.NewReader(form.Encode()))
 	if err != nil {
-		return Tokens{}, &RefreshError{Err: fmt.Errorf("autorefresh: refresh request: %w", err)}
+		return Tokens{}, &RefreshError{Err: &wrapped{"refresh request", err}}
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.Header.Set("Accept", "application/json")
@@ -142,15 +145,11 @@ func (o *OAuth2) Refresh(ctx context.Context, current Tokens) (Tokens, error) {
 		req.SetBasicAuth(url.QueryEscape(o.ClientID), url.QueryEscape(o.ClientSecret))
 	}
 
-	base := o.Base
-	if base == nil {
-		base = http.DefaultTransport
-	}
 	sent := time.Now()
 	if o.now != nil {
 		sent = o.now()
 	}
-	resp, err := base.RoundTrip(req)
+	resp, err := baseOr(o.Base).RoundTrip(req)
 	if err != nil {
 		return Tokens{}, &RefreshError{Err: err}
 	}
@@ -175,7 +174,7 @@ func (o *OAuth2) errorResponse(status int, tr tokenResponse, current Tokens) err
 	secrets := []string{current.AccessToken, current.RefreshToken, o.ClientSecret}
 	e := &RefreshError{
 		StatusCode:  status,
-		ErrorCode:   sanitize(tr.Error, 64, secrets),
+		ErrorCode:   sanitizeCode(tr.Error, 64, secrets),
 		Description: sanitize(tr.ErrorDescription, maxDescription, secrets),
 	}
 	switch tr.Error {
@@ -194,7 +193,7 @@ func (tr tokenResponse) tokens(current Tokens, sent time.Time, status int) (Toke
 		return Tokens{}, &RefreshError{StatusCode: status,
 			Err: fmt.Errorf("autorefresh: token endpoint issued a %q token; only Bearer tokens are supported", sanitize(tr.TokenType, 32, []string{tr.AccessToken, tr.RefreshToken, current.RefreshToken}))}
 	}
-	t := Tokens{AccessToken: tr.AccessToken, RefreshToken: tr.RefreshToken}
+	t := Tokens{AccessToken: tr.AccessToken, RefreshToken: tr.RefreshToken, TokenType: "Bearer"}
 	if t.RefreshToken == "" {
 		t.RefreshToken = current.RefreshToken
 	}
@@ -259,39 +258,10 @@ func decodeTokenResponse(contentType string, body []byte) (tokenResponse, error)
 			return tr, nil
 		}
 	}
+	// A UTF-8 byte order mark is not JSON, but some servers send one.
+	body = bytes.TrimPrefix(body, []byte("\ufeff"))
 	if err := json.Unmarshal(body, &tr); err != nil {
-		return tokenResponse{}, fmt.Errorf("autorefresh: malformed token response: %w", err)
+		return tokenResponse{}, fmt.Errorf("%w: %s", ErrMalformedResponse, describeJSONError(err))
 	}
 	return tr, nil
-}
-
-// sanitize makes s from a token endpoint safe to show: every occurrence of
-// the non-empty secrets is redacted, control characters become spaces, and
-// the result is cut to at most limit bytes.
-func sanitize(s string, limit int, secrets []string) string {
-	secrets = slices.DeleteFunc(slices.Clone(secrets), func(sec string) bool { return sec == "" })
-	if len(secrets) > 0 {
-		// One pass, longest secret first, so that no secret is looked for
-		// inside another or inside "[redacted]".
-		slices.SortFunc(secrets, func(a, b string) int { return len(b) - len(a) })
-		pairs := make([]string, 0, 2*len(secrets))
-		for _, sec := range secrets {
-			pairs = append(pairs, sec, redacted)
-		}
-		s = strings.NewReplacer(pairs...).Replace(s)
-	}
-	s = strings.Map(func(r rune) rune {
-		if unicode.IsControl(r) || r == utf8.RuneError {
-			return ' '
-		}
-		return r
-	}, s)
-	if len(s) > limit {
-		cut := limit - len("...")
-		for cut > 0 && !utf8.RuneStart(s[cut]) {
-			cut--
-		}
-		s = s[:cut] + "..."
-	}
-	return s
 }

@@ -778,9 +778,14 @@ func TestSanitize(t *testing.T) {
 		secrets []string
 		want    string
 	}{
-		{"token abc leaked", 64, []string{"abc"}, "token [redacted] leaked"},
-		{"short r and a", 64, []string{"a", "r"}, "sho[redacted]t [redacted] [redacted]nd [redacted]"},
-		{"abcdef and abc", 64, []string{"abc", "abcdef", ""}, "[redacted] and [redacted]"},
+		{"token abcdefgh leaked", 64, []string{"abcdefgh"}, "token [redacted] leaked"},
+		{"abcdefghijkl and abcdefgh", 64, []string{"abcdefgh", "abcdefghijkl", ""}, "[redacted] and [redacted]"},
+		{"form Ab%2BcD%2Fef%3D%3D and path Ab+cD%2Fef==", 64, []string{"Ab+cD/ef=="}, "form [redacted] and path [redacted]"},
+		// A secret too short to redact without mangling words drops the
+		// text that holds it.
+		{"token abc leaked", 64, []string{"abc"}, ""},
+		{"short r and a", 64, []string{"a", "r"}, ""},
+		{"no short secret here", 64, []string{"xyz"}, "no short secret here"},
 		{"line\r\nbreak\x00", 64, nil, "line  break "},
 		{"bad \xff byte", 64, nil, "bad   byte"},
 		{"ééééé", 8, nil, "éé..."},

@@ -2,10 +2,13 @@ package autorefresh
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"fmt"
 	"io"
+	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -20,9 +23,10 @@ import (
 // bytes read so far, followed by the rest of the caller's body, to a
 // second attempt.
 type bodyRecorder struct {
-	rc    io.ReadCloser
-	limit int64
-	done  chan struct{} // closed when the first attempt is done with the body
+	rc     io.ReadCloser
+	limit  int64
+	done   chan struct{} // closed when the first attempt is done with the body
+	budget *replayBudget
 
 	mu       sync.Mutex // guards the fields below
 	buf      []byte
@@ -34,6 +38,62 @@ type bodyRecorder struct {
 	released bool  // rc is to be closed once the first attempt closes the body
 	taken    bool  // rc belongs to the replay
 	rcClosed bool
+	dropped  bool  // recording stopped: the budget of the Transport ran out
+	held     int64 // bytes of buf counted in the budget
+}
+
+// replayBudget bounds what the replay buffers of a Transport hold together.
+type replayBudget struct {
+	used *atomic.Int64
+	max  int64 // <= 0: no bound
+}
+
+// take counts n more bytes, and reports whether they fit.
+func (r *replayBudget) take(n int64) bool {
+	if r.max <= 0 {
+		return true
+	}
+	if r.used.Add(n) > r.max {
+		r.used.Add(-n)
+		return false
+	}
+	return true
+}
+
+func (r *replayBudget) give(n int64) {
+	if r.max > 0 && n != 0 {
+		r.used.Add(-n)
+	}
+}
+
+// recordBody returns the body to send req with the first time, and the
+// recorder that keeps it for a replay: nil when req needs none (no body, or
+// GetBody) or when MaxReplayBody turns recording off.
+func (t *Transport) recordBody(req *http.Request) (io.ReadCloser, *bodyRecorder) {
+	if req.Body == nil || req.Body == http.NoBody || req.GetBody != nil || t.MaxReplayBody < 0 {
+		return req.Body, nil
+	}
+	limit := cmp.Or(t.MaxReplayBody, DefaultMaxReplayBody)
+	budget := &replayBudget{used: &t.replayMemory, max: cmp.Or(t.MaxReplayMemory, DefaultMaxReplayMemory)}
+	rec := newBodyRecorder(req.Body, limit, req.ContentLength, budget)
+	return rec, rec
+}
+
+// replayBody returns the body for sending req again.
+func (t *Transport) replayBody(ctx context.Context, req *http.Request, rec *bodyRecorder) (io.ReadCloser, error) {
+	switch {
+	case req.Body == nil || req.Body == http.NoBody:
+		return req.Body, nil
+	case req.GetBody != nil:
+		b, err := req.GetBody()
+		if err != nil {
+			return nil, &wrapped{"replay body", err}
+		}
+		return b, nil
+	case rec == nil:
+		return nil, fmt.Errorf("%w: it has no GetBody and body buffering is off", ErrBodyNotReplayable)
+	}
+	return rec.replay(ctx, t.refreshTimeout())
 }
 
 // bufPool holds the buffers of bodies that were not replayed, up to
@@ -43,22 +103,27 @@ var bufPool sync.Pool
 const maxPooled = 64 << 10
 
 // newBodyRecorder records up to limit bytes of rc, whose length is size
-// when it is known (positive).
-func newBodyRecorder(rc io.ReadCloser, limit, size int64) *bodyRecorder {
-	b := &bodyRecorder{rc: rc, limit: limit, done: make(chan struct{})}
+// when it is known (positive), within budget.
+func newBodyRecorder(rc io.ReadCloser, limit, size int64, budget *replayBudget) *bodyRecorder {
+	b := &bodyRecorder{rc: rc, limit: limit, done: make(chan struct{}), budget: budget}
 	if p, ok := bufPool.Get().(*[]byte); ok {
 		b.buf = (*p)[:0]
 	}
-	if size > 0 && size <= limit && int64(cap(b.buf)) < size {
+	if size > 0 && size <= limit && int64(cap(b.buf)) < size && budget.fits(size) {
 		b.buf = make([]byte, 0, size)
 	}
 	return b
 }
 
+// fits reports whether n more bytes would fit now.
+func (r *replayBudget) fits(n int64) bool { return r.max <= 0 || r.used.Load()+n <= r.max }
+
 // recycle puts the buffer back in the pool once nothing can use it: the
 // replay was given up and the first attempt is done with the body.
 func (b *bodyRecorder) recycle() {
 	if b.released && b.finished && b.buf != nil {
+		b.budget.give(b.held)
+		b.held = 0
 		if cap(b.buf) <= maxPooled {
 			buf := b.buf[:0]
 			bufPool.Put(&buf)
@@ -83,17 +148,29 @@ func (b *bodyRecorder) Read(p []byte) (int, error) {
 	b.reading--
 	b.n += int64(n)
 	switch {
-	case b.released: // no replay: nothing to keep
-	case b.n <= b.limit:
+	case b.released || b.dropped: // no replay: nothing to keep
+	case b.n <= b.limit && b.budget.take(int64(n)):
 		b.buf = append(b.buf, p[:n]...)
+		b.held += int64(n)
 	default:
-		b.buf = nil
+		b.drop(b.n <= b.limit)
 	}
 	if err == io.EOF {
 		b.eof = true
 	}
 	b.checkDone()
 	return n, err
+}
+
+// drop stops recording, giving the bytes held back to the budget;
+// overBudget says why.
+func (b *bodyRecorder) drop(overBudget bool) {
+	b.budget.give(b.held)
+	b.held, b.buf = 0, nil
+	b.dropped = overBudget
+	if !overBudget {
+		b.n = max(b.n, b.limit+1)
+	}
 }
 
 // Close is called by the first attempt's transport.
@@ -158,7 +235,12 @@ func (b *bodyRecorder) replay(ctx context.Context, wait time.Duration) (io.ReadC
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.n > b.limit {
+	switch {
+	case b.dropped:
+		b.closeRC()
+		return nil, fmt.Errorf("%w: its body, which has no GetBody, was not kept: the replay buffers of the Transport hold Transport.MaxReplayMemory bytes already",
+			ErrBodyNotReplayable)
+	case b.n > b.limit:
 		b.closeRC()
 		return nil, fmt.Errorf("%w: the first attempt read more than %d bytes of its body, which has no GetBody (raise Transport.MaxReplayBody or set GetBody)",
 			ErrBodyNotReplayable, b.limit)
@@ -168,16 +250,27 @@ func (b *bodyRecorder) replay(ctx context.Context, wait time.Duration) (io.ReadC
 	if b.eof {
 		rest = eofReader{}
 	}
-	return &replayReader{Reader: io.MultiReader(bytes.NewReader(b.buf), rest), rc: b.rc}, nil
+	held := b.held
+	b.held = 0
+	return &replayReader{Reader: io.MultiReader(bytes.NewReader(b.buf), rest), rc: b.rc, budget: b.budget, held: held}, nil
 }
 
 type eofReader struct{}
 
 func (eofReader) Read([]byte) (int, error) { return 0, io.EOF }
 
+// replayReader is the body of a replay: the recorded bytes, then the rest
+// of the caller's body. Closing it gives the recorded bytes back to the
+// budget.
 type replayReader struct {
 	io.Reader
-	rc io.Closer
+	rc     io.Closer
+	budget *replayBudget
+	once   sync.Once
+	held   int64
 }
 
-func (r *replayReader) Close() error { return r.rc.Close() }
+func (r *replayReader) Close() error {
+	r.once.Do(func() { r.budget.give(r.held) })
+	return r.rc.Close()
+}

@@ -2,6 +2,7 @@ package autorefresh
 
 import (
 	"net/http"
+	"net/textproto"
 	"strings"
 )
 
@@ -39,14 +40,52 @@ func (s HeaderScheme) orDefault() HeaderScheme {
 	return s
 }
 
-// scheme returns the scheme in use: Scheme, or its default.
-func (t *Transport) scheme() HeaderScheme {
-	if t.Scheme == (HeaderScheme{}) {
-		if _, ok := t.Refresher.(*OAuth2); ok {
-			return BearerScheme
-		}
+// schemeDeclarer is a Refresher that declares how its tokens are sent.
+type schemeDeclarer interface {
+	HeaderScheme() HeaderScheme
+}
+
+// schemeFor returns the scheme that sends tok: Scheme when set, else the
+// one its token type asks for, else the one the Refresher declares, else
+// DefaultScheme. See Transport.Scheme.
+func (t *Transport) schemeFor(tok Tokens) HeaderScheme {
+	if t.Scheme != (HeaderScheme{}) {
+		return t.Scheme
 	}
-	return t.Scheme.orDefault()
+	if strings.EqualFold(tok.TokenType, "bearer") {
+		return BearerScheme
+	}
+	if d, ok := t.Refresher.(schemeDeclarer); ok {
+		return d.HeaderScheme().orDefault()
+	}
+	return DefaultScheme
+}
+
+// headers are the names and values of the headers that carry a state's
+// tokens. Empty values are not sent.
+type headers struct {
+	accessName, accessCanon, access    string
+	refreshName, refreshCanon, refresh string
+	bearer                             bool // the access token goes in Authorization
+}
+
+// headersFor returns the headers that carry tok.
+func (t *Transport) headersFor(tok Tokens) headers {
+	sc := t.schemeFor(tok)
+	h := headers{
+		accessName:   sc.AccessHeader,
+		accessCanon:  textproto.CanonicalMIMEHeaderKey(sc.AccessHeader),
+		refreshName:  sc.RefreshHeader,
+		refreshCanon: textproto.CanonicalMIMEHeaderKey(sc.RefreshHeader),
+		bearer:       sc.usesAuthorization(),
+	}
+	if tok.AccessToken != "" {
+		h.access = sc.AccessPrefix + tok.AccessToken
+	}
+	if sc.RefreshHeader != "" {
+		h.refresh = tok.RefreshToken
+	}
+	return h
 }
 
 // DefaultShouldRefresh is the ShouldRefresh policy of the header schemes
@@ -76,11 +115,13 @@ func DefaultShouldRefresh(resp *http.Response) bool {
 	return refusesToken(resp, http.StatusForbidden)
 }
 
-func (t *Transport) shouldRefresh(resp *http.Response) bool {
+// refuses reports whether resp, the answer to a request sent with s,
+// refuses its tokens: ShouldRefresh, or the policy of s's scheme.
+func (t *Transport) refuses(s *state, resp *http.Response) bool {
 	switch {
 	case t.ShouldRefresh != nil:
 		return t.ShouldRefresh(resp)
-	case t.scheme().usesAuthorization():
+	case s.hdr.bearer:
 		return BearerShouldRefresh(resp)
 	}
 	return DefaultShouldRefresh(resp)

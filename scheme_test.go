@@ -213,10 +213,11 @@ func TestTransportPicksPolicyByScheme(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if g := tt.tr.shouldRefresh(r401); g != tt.want401 {
+			s := tt.tr.manager().newState(Tokens{AccessToken: "a", RefreshToken: "r"}, false)
+			if g := tt.tr.refuses(s, r401); g != tt.want401 {
 				t.Errorf("401: got %v; want %v", g, tt.want401)
 			}
-			if g := tt.tr.shouldRefresh(r403); g != tt.want403 {
+			if g := tt.tr.refuses(s, r403); g != tt.want403 {
 				t.Errorf("403: got %v; want %v", g, tt.want403)
 			}
 		})

@@ -86,11 +86,9 @@ func (t *Transport) Login(ctx context.Context, loginURL string, creds any) error
 	if err != nil {
 		return &SessionError{Op: "login", Err: err}
 	}
-	defer drainClose(resp.Body)
+	defer discard(resp.Body)
 	switch {
-	case resp.StatusCode == http.StatusBadRequest ||
-		resp.StatusCode == http.StatusUnauthorized ||
-		resp.StatusCode == http.StatusForbidden:
+	case isRefusal(resp.StatusCode):
 		return &SessionError{Op: "login", StatusCode: resp.StatusCode, Err: ErrLoginRejected}
 	case resp.StatusCode < 200 || resp.StatusCode > 299:
 		return &SessionError{Op: "login", StatusCode: resp.StatusCode}
@@ -100,43 +98,50 @@ func (t *Transport) Login(ctx context.Context, loginURL string, creds any) error
 	if err == nil {
 		tok, err = decodeTokens(data)
 	}
+	if err == nil {
+		err = tok.validate()
+	}
 	if err != nil {
 		return &SessionError{Op: "login", StatusCode: resp.StatusCode, Err: err}
 	}
 	if err := t.SetTokens(ctx, tok); err != nil {
-		return &SessionError{Op: "login", Err: fmt.Errorf("autorefresh: save tokens: %w", err)}
+		return &SessionError{Op: "login", Err: &wrapped{"save tokens", err}}
 	}
 	return nil
 }
 
+// isRefusal reports whether status is a refusal of what was sent (400, 401
+// or 403): bad credentials, or a rejected refresh token.
+func isRefusal(status int) bool {
+	return status == http.StatusBadRequest || status == http.StatusUnauthorized || status == http.StatusForbidden
+}
+
 // Resume checks, typically at start-up, whether the stored session is
 // still good, by sending a GET to checkURL through t itself: an access
-// token that is due is refreshed first, and a refused one is refreshed and
-// the check sent again, sharing the refresh with concurrent requests.
+// token that has expired is refreshed first, and a refused one is
+// refreshed and the check sent again, sharing the refresh with concurrent
+// requests.
 //
 // Resume returns nil when checkURL answers 2xx, and ErrNoTokens when no
 // tokens are stored. When the session is over, the tokens are cleared and
 // the *SessionError returned wraps ErrSessionExpired. A session is over
 // when the refresh token is rejected, or when checkURL refuses the tokens
-// even after a refresh (or at once if t.Refresher is nil): it answers what
-// t.ShouldRefresh accepts, or 401 or 403 without an RFC 6750 error code
-// that says otherwise (insufficient_scope, invalid_request). Any other
-// failure (the network, a 5xx, a refresh endpoint that is down) returns a
-// *SessionError and keeps the tokens: the session may well be good once
-// the server is reachable again.
+// even after a refresh (or at once if t.Refresher is nil), by the same
+// policy as requests (t.ShouldRefresh, or the default of the scheme: a 403
+// with the default scheme, a 401 with Bearer; see DefaultShouldRefresh).
+// The tokens cleared are only those the check refused: a login made while
+// the check was under way is kept, and so is a newer pair that another
+// holder of the store saved meanwhile. Any other answer (a 403 with Bearer,
+// a 5xx, a network failure, a refresh endpoint that is down) returns a
+// *SessionError and keeps the tokens: the session may well be good.
 //
 // checkURL must be https, or http to a loopback host unless t.AllowHTTP is
-// set, and a host that t.Hosts (if set) lets the tokens go to. Its response body is discarded.
+// set, and a host that t.Hosts (if set) lets the tokens go to. Its response
+// body is discarded.
 func (t *Transport) Resume(ctx context.Context, checkURL string) error {
-	if err := checkSecureURL(checkURL, t.AllowHTTP, "tokens"); err != nil {
-		return &SessionError{Op: "resume", Err: err}
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, checkURL, nil)
+	req, err := t.checkRequest(ctx, checkURL)
 	if err != nil {
-		return &SessionError{Op: "resume", Err: fmt.Errorf("autorefresh: check request: %w", err)}
-	}
-	if !t.sendsTokens(req) {
-		return &SessionError{Op: "resume", Err: fmt.Errorf("autorefresh: check URL host %s is not in Transport.Hosts", req.URL.Hostname())}
+		return &SessionError{Op: "resume", Err: err}
 	}
 	if _, err := t.Tokens(ctx); err != nil {
 		if errors.Is(err, ErrNoTokens) {
@@ -144,61 +149,62 @@ func (t *Transport) Resume(ctx context.Context, checkURL string) error {
 		}
 		return &SessionError{Op: "resume", Err: err}
 	}
-	req.Header.Set("Accept", "application/json")
-
-	resp, err := t.RoundTrip(req)
-	if err == nil && t.refused(resp) && !t.shouldRefresh(resp) && t.Refresher != nil {
-		// The Transport did not take the answer for a refusal (ShouldRefresh
-		// does not cover it), so it did not refresh: do that here, once,
-		// rather than end a session that a refresh may save.
-		drainClose(resp.Body)
-		resp = nil
-		if _, err = t.renew(ctx, t.state.Load(), false, 0); err == nil {
-			resp, err = t.RoundTrip(req)
-		}
-	}
+	resp, s, err := t.roundTrip(req)
 	if err != nil {
-		// The Transport has cleared the store if the refresh token was
+		// The Transport has ended the session if the refresh token was
 		// rejected.
 		return &SessionError{Op: "resume", Err: err}
 	}
-	drainClose(resp.Body)
-	switch code := resp.StatusCode; {
+	discard(resp.Body)
+	code := resp.StatusCode
+	switch {
 	case code >= 200 && code <= 299:
 		return nil
-	case t.refused(resp):
-		// Refused after a refresh, or with no way to refresh.
-		if err := t.ClearTokens(ctx); err != nil {
-			return &SessionError{Op: "resume", StatusCode: code,
-				Err: fmt.Errorf("%w (clearing the store failed: %w)", ErrSessionExpired, err)}
-		}
-		return &SessionError{Op: "resume", StatusCode: code, Err: ErrSessionExpired}
-	default:
+	case !t.refuses(s, resp):
 		return &SessionError{Op: "resume", StatusCode: code}
 	}
+	// Refused after a refresh, or with no way to refresh.
+	ended, err := t.manager().drop(ctx, s, ErrSessionExpired)
+	switch {
+	case err != nil:
+		return &SessionError{Op: "resume", StatusCode: code,
+			Err: fmt.Errorf("%w (clearing the store failed: %w)", ErrSessionExpired, err)}
+	case !ended:
+		return &SessionError{Op: "resume", StatusCode: code,
+			Err: errors.New("autorefresh: the check refused tokens that were replaced while it ran; the new ones are kept")}
+	}
+	return &SessionError{Op: "resume", StatusCode: code, Err: ErrSessionExpired}
 }
 
-// refused reports whether a check endpoint's answer refuses the tokens:
-// ShouldRefresh accepts it, or it is a 401 or 403 that does not say the
-// token is good but not sufficient, or the request malformed (the RFC 6750
-// error codes insufficient_scope and invalid_request).
-func (t *Transport) refused(resp *http.Response) bool {
-	if t.shouldRefresh(resp) {
-		return true
+// checkRequest returns the GET request of Resume.
+func (t *Transport) checkRequest(ctx context.Context, checkURL string) (*http.Request, error) {
+	if err := checkSecureURL(checkURL, t.AllowHTTP, "tokens"); err != nil {
+		return nil, err
 	}
-	if resp.StatusCode != http.StatusUnauthorized && resp.StatusCode != http.StatusForbidden {
-		return false
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, checkURL, nil)
+	if err != nil {
+		return nil, &wrapped{"check request", err}
 	}
-	switch bearerError(resp.Header) {
-	case "insufficient_scope", "invalid_request":
-		return false
+	ok, err := t.sendsTokens(req)
+	if err != nil {
+		return nil, err
 	}
-	return true
+	if !ok {
+		return nil, fmt.Errorf("autorefresh: check URL host %s is not in Transport.Hosts", req.URL.Hostname())
+	}
+	req.Header.Set("Accept", "application/json")
+	return req, nil
 }
 
-// Logout ends the session: it clears the tokens from the store and from
-// memory, like ClearTokens. Requests then go out without tokens until the
-// next Login or SetTokens.
+// Logout ends the session: it drops the tokens from memory, so that
+// requests go out without them from now on, and clears the store (under
+// its lock when it is a Locker). A refresh under way does not bring them
+// back.
+//
+// If clearing the store fails, Logout returns the error, and t stays
+// logged out all the same: it does not read the store again (which still
+// holds the old pair) until SetTokens or Login succeeds. Call Logout again
+// to retry clearing the store.
 func (t *Transport) Logout(ctx context.Context) error {
-	return t.ClearTokens(ctx)
+	return t.manager().logout(ctx)
 }

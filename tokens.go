@@ -91,15 +91,6 @@ func numericDate(v any) time.Time {
 	return time.UnixMilli(int64(math.Round(f * 1000))).UTC()
 }
 
-const redacted = "[redacted]"
-
-func redact(s string) string {
-	if s == "" {
-		return `""`
-	}
-	return redacted
-}
-
 // String returns a description of t in which the token values are redacted.
 func (t Tokens) String() string {
 	exp := "unknown"
@@ -126,4 +117,51 @@ func (t Tokens) LogValue() slog.Value {
 		slog.String("refreshToken", redact(t.RefreshToken)),
 		slog.Time("expiry", t.Expiry),
 	)
+}
+
+// same reports whether t and u are the same pair, field by field.
+func (t Tokens) same(u Tokens) bool {
+	return t.AccessToken == u.AccessToken && t.RefreshToken == u.RefreshToken &&
+		t.TokenType == u.TokenType && t.Expiry.Equal(u.Expiry)
+}
+
+// validate reports, wrapping ErrInvalidToken, a token or token type that
+// cannot be sent as an HTTP header value: one holding a control character
+// (CR, LF, NUL, DEL, ...) or starting or ending with a space. Tokens are
+// checked where they enter (SetTokens, Login, refresh answers, the store),
+// so that a bad one never reaches a request, where net/http would refuse
+// every request and the refresh itself.
+func (t Tokens) validate() error {
+	for _, f := range [...]struct{ name, v string }{
+		{"access token", t.AccessToken}, {"refresh token", t.RefreshToken}, {"token type", t.TokenType},
+	} {
+		if !validHeaderValue(f.v) {
+			return fmt.Errorf("%w: the %s holds a control character or a leading or trailing space", ErrInvalidToken, f.name)
+		}
+	}
+	return nil
+}
+
+// validateFresh checks the tokens of a refresh answer: an access token, and
+// values that can be sent.
+func (t Tokens) validateFresh() error {
+	if t.AccessToken == "" {
+		return errNoAccessToken
+	}
+	if err := t.validate(); err != nil {
+		return fmt.Errorf("%w: %w", ErrMalformedResponse, err)
+	}
+	return nil
+}
+
+func validHeaderValue(v string) bool {
+	if v != "" && (v[0] == ' ' || v[len(v)-1] == ' ') {
+		return false
+	}
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; c < 0x20 || c == 0x7f {
+			return false
+		}
+	}
+	return true
 }

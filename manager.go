@@ -1,0 +1,344 @@
+package autorefresh
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/singleflight"
+)
+
+// A state is one generation of a Transport's token state: an immutable
+// snapshot of the tokens in use, with what requests need to send them. Every
+// change of the tokens (a load, a refresh, an adopted pair, SetTokens, a
+// logout, the end of a session) makes a new state with a new generation
+// number; decisions about "the tokens a request was sent with" compare
+// generations, never token strings.
+type state struct {
+	gen    uint64
+	tokens Tokens // zero: no tokens (never logged in, logged out or ended)
+	hdr    headers
+
+	expiry    time.Time // zero: unknown
+	refreshAt time.Time // zero: never ahead of time
+
+	// err is set on the state that ended a session (its refresh token was
+	// rejected): requests refused with an older generation fail with it.
+	err error
+
+	// Back-off after failed refreshes of this generation (see fail), and
+	// whether a refresh of it runs in the background.
+	started  atomic.Bool
+	failures atomic.Int32                 // in a row
+	retryAt  atomic.Int64                 // Unix ns before which requests do not refresh s; 0: none
+	aheadAt  atomic.Int64                 // Unix ns before which s is not refreshed ahead of expiry
+	lastErr  atomic.Pointer[RefreshError] // of the last failure
+
+	// Guarded by tokenManager.mu.
+	saved bool    // the store holds this state (its tokens, or nothing)
+	base  *Tokens // if !saved, what the store holds instead (nil: nothing)
+}
+
+func (s *state) hasTokens() bool { return !s.tokens.IsZero() }
+
+// expired reports whether s holds tokens that expired at now, as far as is
+// known.
+func (s *state) expired(now time.Time) bool {
+	return s.hasTokens() && !s.expiry.IsZero() && !now.Before(s.expiry)
+}
+
+// due reports whether s should be refreshed ahead of expiry at now.
+func (s *state) due(now time.Time) bool {
+	return s.hasTokens() && !s.refreshAt.IsZero() && !now.Before(s.refreshAt)
+}
+
+// held reports whether a request may not refresh s at now, because of the
+// back-off after a failed refresh.
+func (s *state) held(now time.Time) bool { return now.UnixNano() < s.retryAt.Load() }
+
+// heldAhead reports whether s may not be refreshed ahead of expiry at now.
+func (s *state) heldAhead(now time.Time) bool { return now.UnixNano() < s.aheadAt.Load() }
+
+// stored returns what the store is known to hold for s: its tokens when it
+// was saved, else the pair it was derived from (nil: nothing).
+func (s *state) stored() *Tokens {
+	if s.saved {
+		if s.hasTokens() {
+			return &s.tokens
+		}
+		return nil
+	}
+	return s.base
+}
+
+// tokenManager owns the token state of a Transport: the current state, the
+// single flight that refreshes it, and the store. Every question about the
+// tokens goes through it; the Transport only sends requests.
+type tokenManager struct {
+	t *Transport // the configuration, read-only after first use
+
+	cur    atomic.Pointer[state] // nil until the first load
+	flight singleflight.Group    // one load at a time, one refresh per generation
+
+	// mu guards gen, the moves of cur from one state to the next, and the
+	// saved and base fields of every state. It is never held across I/O.
+	mu  sync.Mutex
+	gen uint64
+
+	// writeMu makes the writes to the store (saves and clears) happen one
+	// at a time, each after checking that its generation is still current,
+	// so that the store ends up holding the newest state. It is held only
+	// across one write, never by requests, loads or refreshes. With a
+	// Locker store, it is taken after the Locker's lock.
+	writeMu sync.Mutex
+
+	// lastRefresh is how long the last successful refresh call took, in
+	// nanoseconds, which sizes the early-refresh window.
+	lastRefresh atomic.Int64
+}
+
+// newState returns a state for tok, not yet current. A fresh state is one
+// just issued by a refresh.
+func (m *tokenManager) newState(tok Tokens, fresh bool) *state {
+	s := &state{tokens: tok, hdr: m.t.headersFor(tok)}
+	now := m.t.clock()
+	exp, iat := tok.Expiry, time.Time{}
+	if exp.IsZero() {
+		exp, iat = jwtTimes(tok.AccessToken)
+	}
+	if exp.IsZero() || !s.hasTokens() {
+		return s
+	}
+	s.expiry = exp
+	if iat.IsZero() || iat.After(now) {
+		iat = now
+	}
+	if w := m.window(exp.Sub(iat)); w >= 0 {
+		s.refreshAt = exp.Add(-w)
+	}
+	// A fresh token that is already due tells that the local clock is
+	// ahead of the issuer's (or that the answer took most of its life to
+	// arrive): take its expiry as unknown, so that it is refreshed when
+	// refused rather than on every request.
+	if fresh && !now.Before(s.refreshAt) {
+		s.expiry, s.refreshAt = time.Time{}, time.Time{}
+	}
+	return s
+}
+
+// window returns how long before the expiry of a token that lives life it
+// is refreshed, or -1 for never ahead of time. EarlyRefresh, when set, is
+// taken at its word, capped at half the lifetime. Otherwise it is a quarter
+// of the lifetime (at most DefaultEarlyRefresh), but at least twice the
+// last refresh's duration, so that a refresh started in the background ends
+// before the token expires, and at most half the lifetime, so that a token
+// is renewed once in its life.
+func (m *tokenManager) window(life time.Duration) time.Duration {
+	switch e := m.t.EarlyRefresh; {
+	case e < 0:
+		return -1
+	case e > 0:
+		return max(0, min(e, life/2))
+	}
+	w := max(min(life/4, DefaultEarlyRefresh), 2*time.Duration(m.lastRefresh.Load()))
+	return max(0, min(w, life/2))
+}
+
+// ended returns a state without tokens that ends a session for err.
+func (m *tokenManager) ended(err error) *state {
+	s := m.newState(Tokens{}, false)
+	s.err = err
+	return s
+}
+
+// swap makes next the current state if the current one is still of
+// generation gen, and reports whether it did. If saved, the store holds
+// next; otherwise it holds base.
+func (m *tokenManager) swap(gen uint64, next *state, saved bool, base *Tokens) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if cur := m.cur.Load(); cur == nil || cur.gen != gen {
+		return false
+	}
+	m.publish(next, saved, base)
+	return true
+}
+
+// replace makes next the current state whatever it is, and returns what the
+// store holds as far as is known, which next starts from.
+func (m *tokenManager) replace(next *state) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var base *Tokens
+	if cur := m.cur.Load(); cur != nil {
+		base = cur.stored()
+	}
+	m.publish(next, false, base)
+}
+
+// publish makes next current with a new generation. m.mu must be held.
+func (m *tokenManager) publish(next *state, saved bool, base *Tokens) {
+	m.gen++
+	next.gen = m.gen
+	next.saved, next.base = saved, base
+	m.cur.Store(next)
+}
+
+// storedOf returns what the store is known to hold for s.
+func (m *tokenManager) storedOf(s *state) *Tokens {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return s.stored()
+}
+
+// markSaved records that the store now holds s, if s is still current.
+func (m *tokenManager) markSaved(s *state) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.cur.Load() == s {
+		s.saved, s.base = true, nil
+	}
+}
+
+// isCurrent reports whether s is the current state.
+func (m *tokenManager) isCurrent(s *state) bool { return m.cur.Load() == s }
+
+// current returns the current state, loading it from the store on first
+// use.
+func (m *tokenManager) current(ctx context.Context) (*state, error) {
+	if s := m.cur.Load(); s != nil {
+		return s, nil
+	}
+	return m.load(ctx, nil)
+}
+
+// load reads the store and makes what it holds the current state, if the
+// current state is still stale: nil before first use, or a state without
+// tokens whose refused request hopes that another holder of the store has
+// logged in since. It returns the current state.
+func (m *tokenManager) load(ctx context.Context, stale *state) (*state, error) {
+	if m.t.Store == nil {
+		return nil, ErrNoStore
+	}
+	onPanic := func(p any) error { return fmt.Errorf("autorefresh: Store.Load panicked (%T)", p) }
+	s, err := m.await(ctx, "load", 0, onPanic, func() (*state, error) {
+		if cur := m.cur.Load(); cur != stale {
+			return cur, nil
+		}
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), m.t.refreshTimeout())
+		defer cancel()
+		tok, err := m.loadStore(ctx)
+		switch {
+		case errors.Is(err, ErrNoTokens) && stale != nil:
+			return stale, nil // still nothing: stale stays current
+		case errors.Is(err, ErrNoTokens):
+			tok = Tokens{}
+		case err != nil:
+			return nil, err
+		}
+		next := m.newState(tok, false)
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		if cur := m.cur.Load(); cur != stale {
+			return cur, nil // a SetTokens or Logout meanwhile wins
+		}
+		m.publish(next, true, nil)
+		return next, nil
+	})
+	if errors.Is(err, errGaveUp) {
+		err = fmt.Errorf("autorefresh: loading the tokens did not end within %v", m.t.refreshTimeout())
+	}
+	return s, err
+}
+
+// reload is load for a request that went out without tokens and was
+// refused: another holder of the store may have logged in since. Nothing is
+// read while the store does not hold the current state (a Logout whose
+// Clear failed), so that a logout is never undone by the pair it could not
+// clear.
+func (m *tokenManager) reload(ctx context.Context, s *state) (*state, error) {
+	m.mu.Lock()
+	saved := s.saved
+	m.mu.Unlock()
+	if !saved || !m.isCurrent(s) {
+		return m.cur.Load(), nil
+	}
+	return m.load(ctx, s)
+}
+
+// loadStore reads the store. Errors other than ErrNoTokens come wrapped
+// once, with the "autorefresh:" prefix; tokens that cannot be sent make a
+// corrupt record.
+func (m *tokenManager) loadStore(ctx context.Context) (Tokens, error) {
+	tok, err := m.t.Store.Load(ctx)
+	switch {
+	case errors.Is(err, ErrNoTokens):
+		return Tokens{}, err
+	case err != nil:
+		return Tokens{}, &wrapped{"token store", err}
+	}
+	if err := tok.validate(); err != nil {
+		return Tokens{}, fmt.Errorf("autorefresh: token store: %w: %w", ErrCorruptRecord, err)
+	}
+	return tok, nil
+}
+
+// set makes tok the current tokens and saves them: SetTokens.
+func (m *tokenManager) set(ctx context.Context, tok Tokens) error {
+	if m.t.Store == nil {
+		return ErrNoStore
+	}
+	s := m.newState(tok, false)
+	m.replace(s)
+	return m.write(ctx, s, func(ctx context.Context) error { return m.t.Store.Save(ctx, tok) })
+}
+
+// logout drops the tokens and clears the store. When the clear fails, the
+// Transport stays logged out: it never reads the store again until a later
+// SetTokens, so that the pair it could not clear does not come back.
+func (m *tokenManager) logout(ctx context.Context) error {
+	if m.t.Store == nil {
+		return ErrNoStore
+	}
+	s := m.newState(Tokens{}, false)
+	m.replace(s)
+	return m.write(ctx, s, m.t.Store.Clear)
+}
+
+// write writes the store on behalf of s with w, holding the store's lock
+// when it is a Locker, and records that the store holds s. It writes
+// nothing when s is no longer current by then: the write of the newer state
+// supersedes it.
+func (m *tokenManager) write(ctx context.Context, s *state, w func(context.Context) error) error {
+	// A Refresher that logs in again runs under the lock already.
+	if l, ok := m.t.Store.(Locker); ok && ctx.Value(refreshKey{}) == nil {
+		unlock, err := l.Lock(ctx)
+		if err != nil {
+			return &wrapped{"lock store", err}
+		}
+		defer unlock()
+	}
+	return m.writeIfCurrent(ctx, s.gen, s, w)
+}
+
+// writeIfCurrent runs w under writeMu if generation gen is still current,
+// and then, if w succeeded, records that the store holds s (when s is
+// current). When gen is no longer current it writes nothing and returns
+// nil: the newer state's own write supersedes this one.
+func (m *tokenManager) writeIfCurrent(ctx context.Context, gen uint64, s *state, w func(context.Context) error) error {
+	m.writeMu.Lock()
+	defer m.writeMu.Unlock()
+	if cur := m.cur.Load(); cur == nil || cur.gen != gen {
+		return nil
+	}
+	if err := w(ctx); err != nil {
+		return err
+	}
+	if s != nil {
+		m.markSaved(s)
+	}
+	return nil
+}
