@@ -220,7 +220,6 @@ func TestFaultMatrix(t *testing.T) {
 		}
 	}
 
-
 	tests := []struct {
 		name   string
 		opts   autorefreshtest.Options
