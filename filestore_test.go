@@ -818,3 +818,15 @@ func FuzzDecodeTokenFile(f *testing.F) {
 		}
 	})
 }
+
+func TestFileStoreNeverPrintsTokens(t *testing.T) {
+	tok := Tokens{AccessToken: "FILESTORE-ACCESS-5be1", RefreshToken: "FILESTORE-REFRESH-0d4e"}
+	s := NewFileStore(tokenPath(t))
+	if err := s.Save(context.Background(), tok); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Load(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	checkPrinted(t, "*FileStore", s, tok.AccessToken, tok.RefreshToken)
+}
