@@ -900,3 +900,18 @@ func TestFileStoreSavesOnlyWhatLoadReads(t *testing.T) {
 		}
 	}
 }
+
+func TestFileStoreLoadRefusesInvalidToken(t *testing.T) {
+	for name, bad := range badTokens {
+		t.Run(name, func(t *testing.T) {
+			path := tokenPath(t)
+			data, _ := json.Marshal(map[string]string{"accessToken": bad, "refreshToken": "refresh"})
+			if err := os.WriteFile(path, data, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := NewFileStore(path).Load(context.Background()); !errors.Is(err, ErrCorruptFile) {
+				t.Errorf("Load of a file whose token holds %s: error = %v; want ErrCorruptFile", name, err)
+			}
+		})
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -989,6 +990,27 @@ func (s *rotatingServer) pair() Tokens {
 	return Tokens{AccessToken: s.access, RefreshToken: s.current, Expiry: s.now().Add(time.Hour)}
 }
 
+// getAll sends a GET to url through each of trs at once, and returns the
+// error of each, or one for a status other than 200.
+func getAll(trs []*Transport, url string) []error {
+	errs := make([]error, len(trs))
+	var wg sync.WaitGroup
+	for i, tr := range trs {
+		wg.Go(func() {
+			resp, err := NewClient(nil, tr).Get(url)
+			if err == nil {
+				resp.Body.Close()
+				if resp.StatusCode != 200 {
+					err = fmt.Errorf("status %d", resp.StatusCode)
+				}
+			}
+			errs[i] = err
+		})
+	}
+	wg.Wait()
+	return errs
+}
+
 // TestSharedStoreNeverSpendsRefreshTokenTwice runs two Transports, as two
 // processes would, on one FileStore against a server that rotates only the
 // refresh token, and makes both need a refresh at once, many times over:
@@ -1017,35 +1039,15 @@ func TestSharedStoreNeverSpendsRefreshTokenTwice(t *testing.T) {
 				} else {
 					clock.add(2 * time.Hour)
 				}
-				var errs [2]error
-				var wg sync.WaitGroup
-				for i, tr := range trs {
-					wg.Go(func() {
-						resp, err := NewClient(nil, tr).Get(srv.URL + "/api/x")
-						if err == nil {
-							resp.Body.Close()
-							if resp.StatusCode != 200 {
-								err = fmt.Errorf("status %d", resp.StatusCode)
-							}
-						}
-						errs[i] = err
-					})
-				}
-				wg.Wait()
-				for i, err := range errs {
+				for i, err := range getAll(trs[:], srv.URL+"/api/x") {
 					if err != nil {
 						failed++
-						if failed <= 3 {
-							t.Errorf("iteration %d, transport %d: %v", it, i, err)
-						}
+						t.Errorf("iteration %d, transport %d: %v", it, i, err)
 					}
 				}
-				if n := srv.reuses.Load(); n != 0 {
-					t.Fatalf("iteration %d: refresh token reuses = %d; want 0", it, n)
+				if n := srv.reuses.Load(); n != 0 || failed != 0 {
+					t.Fatalf("iteration %d: refresh token reuses = %d, failed requests = %d; want 0 and 0", it, n, failed)
 				}
-			}
-			if failed != 0 {
-				t.Errorf("failed requests = %d; want 0", failed)
 			}
 			if n := srv.refreshCalls.Load(); n != iterations {
 				t.Errorf("refresh calls = %d; want %d, one per expiry", n, iterations)
@@ -1203,5 +1205,168 @@ func TestRejectedRefreshKeepsNewerLogin(t *testing.T) {
 				t.Errorf("store holds %v, %v; want the new login", got, err)
 			}
 		})
+	}
+}
+
+// TestRefreshBacksOffWhileEndpointIsDown has 50 workers send requests with
+// an expired access token for 3 s while the refresh endpoint is down, then
+// brings it back.
+func TestRefreshBacksOffWhileEndpointIsDown(t *testing.T) {
+	const (
+		workers = 50
+		outage  = 3 * time.Second
+	)
+	for _, fault := range []string{"503", "connection refused"} {
+		t.Run(fault, func(t *testing.T) {
+			srv := newProtoServer(t)
+			var down atomic.Bool
+			var attempts atomic.Int64
+			base := downBase(t, &down, &attempts, fault == "connection refused")
+			tok := srv.issue()
+			tok.Expiry = time.Now().Add(-time.Minute)
+			store := NewMemoryStore(tok)
+			tr := &Transport{Store: store, Refresher: &Endpoint{URL: srv.URL + "/auth/refreshtoken", Base: base}}
+			c := NewClient(nil, tr)
+
+			down.Store(true)
+			if fault == "503" {
+				srv.refreshStatus.Store(503)
+			}
+			h := hammer(c, srv.URL+"/api/x", workers, outage)
+			if n := attempts.Load(); n > 20 {
+				t.Errorf("refresh attempts during a %v outage with %d workers = %d; want at most 20", outage, workers, n)
+			}
+			if h.backoffs == 0 {
+				t.Errorf("none of %d failed requests matched ErrBackoff and *RefreshError; want the requests held back to say so", h.failures)
+			}
+			for _, err := range h.unexpected[:min(3, len(h.unexpected))] {
+				t.Errorf("error = %v; want a transient *RefreshError", err)
+			}
+			if got, err := store.Load(context.Background()); err != nil || got != tok {
+				t.Errorf("store holds %v, %v; want the tokens kept", got, err)
+			}
+
+			// The endpoint is back: requests succeed again once the back-off
+			// (capped at about a second) has passed.
+			down.Store(false)
+			srv.refreshStatus.Store(0)
+			awaitSuccess(t, c, srv.URL+"/api/x", 5*time.Second)
+		})
+	}
+}
+
+// downBase returns a base for a refresh Endpoint that counts its requests
+// and, while down is set and refuse is true, sends them to a closed port.
+func downBase(t *testing.T, down *atomic.Bool, attempts *atomic.Int64, refuse bool) http.RoundTripper {
+	t.Helper()
+	closed, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	refusing := closed.Addr().String()
+	closed.Close()
+	return roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		attempts.Add(1)
+		if down.Load() && refuse {
+			r = r.Clone(r.Context())
+			r.URL.Host = refusing
+		}
+		return http.DefaultTransport.RoundTrip(r)
+	})
+}
+
+// hammerResult counts the outcomes of hammer.
+type hammerResult struct {
+	failures, backoffs int64
+	unexpected         []error // errors that are not a transient *RefreshError
+}
+
+// hammer has workers send GETs to url through c for d, and classifies
+// their failures.
+func hammer(c *http.Client, url string, workers int, d time.Duration) hammerResult {
+	var mu sync.Mutex // guards res
+	var res hammerResult
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				resp, err := c.Get(url)
+				if err == nil {
+					resp.Body.Close()
+					err = fmt.Errorf("status %d", resp.StatusCode)
+				}
+				var re *RefreshError
+				mu.Lock()
+				res.failures++
+				switch {
+				case errors.Is(err, ErrBackoff) && errors.As(err, &re):
+					res.backoffs++
+				case errors.As(err, &re) && !errors.Is(err, ErrSessionExpired):
+				default:
+					res.unexpected = append(res.unexpected, err)
+				}
+				mu.Unlock()
+				time.Sleep(time.Millisecond) // pace the loop; not a wait for anything
+			}
+		})
+	}
+	time.Sleep(d) // the length of the run, not a wait for an event
+	close(stop)
+	wg.Wait()
+	return res
+}
+
+// awaitSuccess sends GETs to url through c until one is answered 200, and
+// fails the test if none is within limit.
+func awaitSuccess(t *testing.T, c *http.Client, url string, limit time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for {
+		resp, err := c.Get(url)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return
+			}
+			err = fmt.Errorf("status %d", resp.StatusCode)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("requests still fail %v after the endpoint came back: %v", limit, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestRefusalWithOtherTokenRefreshesDuringBackoff: a refused request whose
+// token is not the one whose refresh failed refreshes at once.
+func TestRefusalWithOtherTokenRefreshesDuringBackoff(t *testing.T) {
+	srv := newProtoServer(t)
+	tok := srv.issue()
+	tok.Expiry = time.Now().Add(-time.Minute)
+	tr, _ := srv.transport(tok)
+	c := NewClient(nil, tr)
+	srv.refreshStatus.Store(503)
+	for range 2 {
+		if resp, err := c.Get(srv.URL + "/api/x"); err == nil {
+			resp.Body.Close()
+			t.Fatalf("status %d with an expired token and the endpoint down; want an error", resp.StatusCode)
+		}
+	}
+	srv.refreshStatus.Store(0)
+	if err := tr.SetTokens(context.Background(), srv.stale()); err != nil {
+		t.Fatal(err)
+	}
+	calls := srv.refreshCalls.Load()
+	if code, _ := get(t, c, srv.URL+"/api/x"); code != 200 {
+		t.Errorf("status = %d; want 200 after an immediate refresh", code)
+	}
+	if n := srv.refreshCalls.Load() - calls; n != 1 {
+		t.Errorf("refresh calls for the refused request = %d; want 1", n)
 	}
 }

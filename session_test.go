@@ -724,3 +724,44 @@ func TestResumeDoesNotRefreshNewLogin(t *testing.T) {
 		t.Errorf("store after Resume = %v, %v; want the login made meanwhile", got, err)
 	}
 }
+
+func TestResumeStalledRefusalDoesNotHang(t *testing.T) {
+	srv := newProtoServer(t)
+	stallRefusals(t, srv, func(r *http.Request) bool { return r.URL.Path == "/auth/check" })
+	tr, _ := srv.transport(srv.stale())
+	var err error
+	within(t, "Resume", func() { err = tr.Resume(context.Background(), srv.URL+"/auth/check") })
+	if !errors.Is(err, ErrSessionExpired) {
+		t.Errorf("Resume = %v; want ErrSessionExpired: the check refused the tokens after a refresh", err)
+	}
+	if n := srv.refreshCalls.Load(); n != 1 {
+		t.Errorf("refresh calls = %d; want 1", n)
+	}
+}
+
+func TestLoginRefusesInvalidToken(t *testing.T) {
+	for name, bad := range badTokens {
+		for _, field := range []string{"access", "refresh"} {
+			t.Run(name+" in "+field, func(t *testing.T) {
+				srv := newSessionServer(t)
+				answer := map[string]string{"accessToken": "new-access", "refreshToken": "new-refresh"}
+				answer[field+"Token"] = bad
+				b, _ := json.Marshal(answer)
+				body := string(b)
+				srv.loginBody.Store(&body)
+				old := srv.issue()
+				tr, store := srv.transport(old)
+				err := tr.Login(context.Background(), srv.URL+"/auth/login", credentials{testUser, testPassword})
+				if !errors.Is(err, ErrInvalidToken) {
+					t.Errorf("Login: error = %v; want ErrInvalidToken", err)
+				}
+				if got, err := tr.Tokens(context.Background()); err != nil || got != old {
+					t.Errorf("Tokens() = %v, %v; want the old pair kept", got, err)
+				}
+				if got, err := store.Load(context.Background()); err != nil || got != old {
+					t.Errorf("store holds %v, %v; want the old pair kept", got, err)
+				}
+			})
+		}
+	}
+}

@@ -9,6 +9,8 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"sync"
@@ -391,5 +393,87 @@ func TestRequestsShareNoHeaderValues(t *testing.T) {
 	}
 	if got, err := tr.Tokens(context.Background()); err != nil || got != tok {
 		t.Errorf("Tokens() = %v, %v; want the tokens unchanged", got, err)
+	}
+}
+
+// stallRefusals makes srv answer a refused token with a 403 that promises
+// 4 KiB of body, sends one byte and then stalls until the test ends (or the
+// client hangs up), for the requests that refused reports.
+func stallRefusals(t *testing.T, srv *protoServer, refused func(*http.Request) bool) {
+	t.Helper()
+	stop := make(chan struct{})
+	t.Cleanup(func() { close(stop) }) // before srv.Close, which waits for handlers
+	h := srv.Config.Handler
+	srv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !refused(r) {
+			h.ServeHTTP(w, r)
+			return
+		}
+		w.Header().Set("Content-Length", "4096")
+		w.WriteHeader(http.StatusForbidden)
+		w.Write([]byte("x"))
+		w.(http.Flusher).Flush()
+		select {
+		case <-stop:
+		case <-r.Context().Done():
+		}
+	})
+}
+
+// within fails the test if f does not return within a generous deadline.
+func within(t *testing.T, what string, f func()) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		f()
+	}()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatalf("%s did not return within 5 s while a refused response stalls", what)
+	}
+}
+
+func TestStalledRefusalDoesNotHang(t *testing.T) {
+	srv := newProtoServer(t)
+	stallRefusals(t, srv, func(r *http.Request) bool {
+		return strings.HasPrefix(r.URL.Path, "/api/") && !srv.valid(r.Header.Get("accessToken"))
+	})
+	tr, _ := srv.transport(srv.stale())
+	var code int
+	var err error
+	within(t, "RoundTrip", func() {
+		var resp *http.Response
+		resp, err = NewClient(nil, tr).Get(srv.URL + "/api/x") // no deadline
+		if err == nil {
+			code = resp.StatusCode
+			resp.Body.Close()
+		}
+	})
+	if err != nil || code != 200 {
+		t.Errorf("got %d, %v; want 200 after a refresh and a replay", code, err)
+	}
+	if n := srv.refreshCalls.Load(); n != 1 {
+		t.Errorf("refresh calls = %d; want 1", n)
+	}
+}
+
+func TestStoreErrorTextThroughTransport(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "tokens.json")
+	if err := os.WriteFile(path, []byte(`{"accessToken": "tru`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tr := &Transport{Store: NewFileStore(path), Base: roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		return &http.Response{StatusCode: 200, Header: http.Header{}, Body: http.NoBody, Request: r}, nil
+	})}
+	req, _ := http.NewRequest("GET", "https://api.example.com/x", nil)
+	_, err := tr.RoundTrip(req)
+	if !errors.Is(err, ErrCorruptFile) {
+		t.Fatalf("error = %v; want ErrCorruptFile", err)
+	}
+	msg := err.Error()
+	if n := strings.Count(msg, "autorefresh:"); n != 1 || strings.Contains(msg, "load tokens: autorefresh: load") {
+		t.Errorf("error %q: want one \"autorefresh:\" prefix and no doubled \"load\"", msg)
 	}
 }
