@@ -80,3 +80,18 @@ func FuzzDecodeTokens(f *testing.F) {
 		}
 	})
 }
+
+func TestEndpointMalformedAnswerText(t *testing.T) {
+	for _, body := range []string{`[]`, `"tokens"`, `42`, `{"accessToken": 7}`, `{"accessToken": ["a"]}`} {
+		srv := newProtoServer(t)
+		srv.refreshBody.Store(&body)
+		_, err := (&Endpoint{URL: srv.URL + "/auth/refreshtoken"}).Refresh(context.Background(), srv.stale())
+		if err == nil {
+			t.Errorf("answer %s: no error", body)
+			continue
+		}
+		if msg := err.Error(); strings.Contains(msg, "  ") || strings.Contains(msg, ":  is") || strings.Contains(msg, ": is a JSON") {
+			t.Errorf("answer %s: error %q has an empty field name", body, msg)
+		}
+	}
+}

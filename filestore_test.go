@@ -818,3 +818,100 @@ func FuzzDecodeTokenFile(f *testing.F) {
 		}
 	})
 }
+
+func TestFileStoreNeverPrintsTokens(t *testing.T) {
+	tok := Tokens{AccessToken: "FILESTORE-ACCESS-5be1", RefreshToken: "FILESTORE-REFRESH-0d4e"}
+	s := NewFileStore(tokenPath(t))
+	if err := s.Save(context.Background(), tok); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Load(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	checkPrinted(t, "*FileStore", s, tok.AccessToken, tok.RefreshToken)
+}
+
+func TestFileStoreSaveRefusesWhatLoadRefuses(t *testing.T) {
+	tests := []struct {
+		name  string
+		token string
+		// htmlOnly: the token only grows when encoding/json escapes HTML
+		// characters; an encoder that does not may save it, if Load then
+		// reads it back.
+		htmlOnly bool
+	}{
+		{"600 KiB of <", strings.Repeat("<", 600<<10), true},
+		{"200 KiB of <>&", strings.Repeat("<>&", 200<<10/3), true},
+		{"600 KiB of U+2028", strings.Repeat("\u2028", 200<<10), false}, // always escaped, 6 bytes each
+		{"1.1 MiB", strings.Repeat("a", 1<<20+100<<10), false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := tokenPath(t)
+			s := NewFileStore(path)
+			good := Tokens{AccessToken: "good-access", RefreshToken: "good-refresh"}
+			if err := s.Save(context.Background(), good); err != nil {
+				t.Fatal(err)
+			}
+			before, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			big := Tokens{AccessToken: tt.token, RefreshToken: "r"}
+			err = s.Save(context.Background(), big)
+			if err == nil && tt.htmlOnly {
+				if got, err := s.Load(context.Background()); err != nil || got.AccessToken != big.AccessToken {
+					t.Errorf("Save of a %d-byte token succeeded, then Load: %v; want ErrRecordTooLarge from Save, or the tokens back", len(tt.token), err)
+				}
+				return
+			}
+			if !errors.Is(err, ErrRecordTooLarge) {
+				t.Errorf("Save of a %d-byte token: error = %v; want ErrRecordTooLarge", len(tt.token), err)
+			}
+			if after, err := os.ReadFile(path); err != nil || string(after) != string(before) {
+				t.Errorf("token file changed by the failed Save (%d bytes before, %d after, %v)", len(before), len(after), err)
+			}
+			entries, _ := os.ReadDir(filepath.Dir(path))
+			for _, e := range entries {
+				if strings.Contains(e.Name(), ".tmp") {
+					t.Errorf("temporary file %s left behind", e.Name())
+				}
+			}
+		})
+	}
+}
+
+// TestFileStoreSavesOnlyWhatLoadReads saves tokens whose file is about as large as
+// Load accepts: whatever Save writes, Load reads back.
+func TestFileStoreSavesOnlyWhatLoadReads(t *testing.T) {
+	path := tokenPath(t)
+	s := NewFileStore(path)
+	for n := maxTokenFileSize - 96; n <= maxTokenFileSize; n += 8 {
+		tok := Tokens{AccessToken: strings.Repeat("a", n), RefreshToken: "r"}
+		err := s.Save(context.Background(), tok)
+		if errors.Is(err, ErrRecordTooLarge) {
+			continue
+		}
+		if err != nil {
+			t.Fatalf("Save of a %d-byte token: %v", n, err)
+		}
+		if got, err := s.Load(context.Background()); err != nil || got.AccessToken != tok.AccessToken {
+			t.Errorf("Load after Save of a %d-byte token: %v; want the saved tokens", n, err)
+		}
+	}
+}
+
+func TestFileStoreLoadRefusesInvalidToken(t *testing.T) {
+	for name, bad := range badTokens {
+		t.Run(name, func(t *testing.T) {
+			path := tokenPath(t)
+			data, _ := json.Marshal(map[string]string{"accessToken": bad, "refreshToken": "refresh"})
+			if err := os.WriteFile(path, data, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := NewFileStore(path).Load(context.Background()); !errors.Is(err, ErrCorruptFile) {
+				t.Errorf("Load of a file whose token holds %s: error = %v; want ErrCorruptFile", name, err)
+			}
+		})
+	}
+}

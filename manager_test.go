@@ -2,11 +2,14 @@ package autorefresh
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"runtime"
 	"strings"
 	"sync"
@@ -933,5 +936,451 @@ func TestRefresherMayLogInAgainWithLockerStore(t *testing.T) {
 	}
 	if d := time.Since(start); d > 4*time.Second {
 		t.Errorf("took %v: SetTokens inside the refresh waited for the store's lock", d)
+	}
+}
+
+// setClock makes tr read the time from now: the one place where the tests
+// of the defects issue reach into the Transport for its clock.
+func setClock(tr *Transport, now func() time.Time) { tr.now = now }
+
+// rotatingServer is a header-protocol server that rotates only the refresh
+// token: every refresh spends the refresh token (a second use is refused
+// with 401) and answers the same access token with a new expiry, an hour
+// after now(). Its API takes the access token with the current refresh
+// token, and refuses everything while expired is set, until a refresh.
+type rotatingServer struct {
+	*httptest.Server
+	access string
+	now    func() time.Time
+
+	mu      sync.Mutex // guards current, spent and expired
+	current string
+	spent   map[string]bool
+	expired bool
+
+	refreshCalls, reuses atomic.Int64
+}
+
+func newRotatingServer(t *testing.T, now func() time.Time) *rotatingServer {
+	t.Helper()
+	s := &rotatingServer{access: "same-access-" + randomString(), now: now, current: "ref-" + randomString(), spent: map[string]bool{}}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /auth/refreshtoken", func(w http.ResponseWriter, r *http.Request) {
+		s.refreshCalls.Add(1)
+		rt := r.Header.Get("refreshToken")
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if rt != s.current {
+			if s.spent[rt] {
+				s.reuses.Add(1)
+			}
+			http.Error(w, "bad refresh token", http.StatusUnauthorized)
+			return
+		}
+		s.spent[rt] = true
+		s.current = "ref-" + randomString()
+		s.expired = false
+		json.NewEncoder(w).Encode(map[string]string{"accessToken": s.access, "refreshToken": s.current,
+			"expiry": s.now().Add(time.Hour).Format(time.RFC3339Nano)})
+	})
+	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
+		s.mu.Lock()
+		ok := !s.expired && r.Header.Get("accessToken") == s.access && r.Header.Get("refreshToken") == s.current
+		s.mu.Unlock()
+		if !ok {
+			http.Error(w, "forbidden", http.StatusForbidden)
+			return
+		}
+		io.WriteString(w, "ok")
+	})
+	s.Server = httptest.NewServer(mux)
+	t.Cleanup(s.Close)
+	return s
+}
+
+func (s *rotatingServer) pair() Tokens {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return Tokens{AccessToken: s.access, RefreshToken: s.current, Expiry: s.now().Add(time.Hour)}
+}
+
+// getAll sends a GET to url through each of trs at once, and returns the
+// error of each, or one for a status other than 200.
+func getAll(trs []*Transport, url string) []error {
+	errs := make([]error, len(trs))
+	var wg sync.WaitGroup
+	for i, tr := range trs {
+		wg.Go(func() {
+			resp, err := NewClient(nil, tr).Get(url)
+			if err == nil {
+				resp.Body.Close()
+				if resp.StatusCode != 200 {
+					err = fmt.Errorf("status %d", resp.StatusCode)
+				}
+			}
+			errs[i] = err
+		})
+	}
+	wg.Wait()
+	return errs
+}
+
+// TestSharedStoreNeverSpendsRefreshTokenTwice runs two Transports, as two
+// processes would, on one FileStore against a server that rotates only the
+// refresh token, and makes both need a refresh at once, many times over:
+// by the clock (ahead of expiry) and by a refusal.
+func TestSharedStoreNeverSpendsRefreshTokenTwice(t *testing.T) {
+	const iterations = 40
+	for _, mode := range []string{"expired by the clock", "refused"} {
+		t.Run(mode, func(t *testing.T) {
+			clock := newFakeClock(time.Now())
+			srv := newRotatingServer(t, clock.now)
+			path := tokenPath(t)
+			if err := NewFileStore(path).Save(context.Background(), srv.pair()); err != nil {
+				t.Fatal(err)
+			}
+			var trs [2]*Transport
+			for i := range trs {
+				trs[i] = &Transport{Store: NewFileStore(path), Refresher: &Endpoint{URL: srv.URL + "/auth/refreshtoken"}}
+				setClock(trs[i], clock.now)
+			}
+			failed := 0
+			for it := range iterations {
+				if mode == "refused" {
+					srv.mu.Lock()
+					srv.expired = true
+					srv.mu.Unlock()
+				} else {
+					clock.add(2 * time.Hour)
+				}
+				for i, err := range getAll(trs[:], srv.URL+"/api/x") {
+					if err != nil {
+						failed++
+						t.Errorf("iteration %d, transport %d: %v", it, i, err)
+					}
+				}
+				if n := srv.reuses.Load(); n != 0 || failed != 0 {
+					t.Fatalf("iteration %d: refresh token reuses = %d, failed requests = %d; want 0 and 0", it, n, failed)
+				}
+			}
+			if n := srv.refreshCalls.Load(); n != iterations {
+				t.Errorf("refresh calls = %d; want %d, one per expiry", n, iterations)
+			}
+			stored, err := NewFileStore(path).Load(context.Background())
+			if want := srv.pair(); err != nil || stored.RefreshToken != want.RefreshToken {
+				t.Errorf("stored pair = %v, %v; want the server's current refresh token", stored, err)
+			}
+		})
+	}
+}
+
+func TestCorruptSharedFileIsOverwrittenByRefresh(t *testing.T) {
+	srv := newProtoServer(t)
+	path := tokenPath(t)
+	store := NewFileStore(path)
+	if err := store.Save(context.Background(), srv.issue()); err != nil {
+		t.Fatal(err)
+	}
+	var events eventRecorder
+	tr := &Transport{Store: store, Refresher: &Endpoint{URL: srv.URL + "/auth/refreshtoken"}, OnRefresh: events.record}
+	c := NewClient(nil, tr)
+	if code, _ := get(t, c, srv.URL+"/api/x"); code != 200 { // the good tokens are loaded
+		t.Fatalf("status = %d; want 200", code)
+	}
+	if err := os.WriteFile(path, []byte(`{"accessToken": "half a tok`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	srv.expireAll() // the access token is refused from now on
+
+	if code, _ := get(t, c, srv.URL+"/api/x"); code != 200 {
+		t.Errorf("status with a corrupt token file = %d; want 200", code)
+	}
+	cur, err := tr.Tokens(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stored, err := NewFileStore(path).Load(context.Background()); err != nil || stored.AccessToken != cur.AccessToken || stored.RefreshToken != cur.RefreshToken {
+		t.Errorf("token file holds %v, %v; want the refreshed pair", stored, err)
+	}
+	evs := events.all()
+	if len(evs) != 1 || evs[0].Err != nil || !errors.Is(evs[0].StoreErr, ErrCorruptFile) {
+		t.Errorf("events = %+v; want one successful refresh whose StoreErr reports ErrCorruptFile", evs)
+	}
+}
+
+// TestRefusalOfOldSessionKeepsNewLogin sends a request with one pair, logs
+// in with another while the request is on the server, then refuses the
+// request: the refusal is about the old pair, so nothing is refreshed or
+// cleared, and the request is sent again with the new pair.
+func TestRefusalOfOldSessionKeepsNewLogin(t *testing.T) {
+	for _, kind := range []string{"MemoryStore", "Locker"} {
+		t.Run(kind, func(t *testing.T) {
+			srv := newProtoServer(t)
+			arrived, release := make(chan struct{}), make(chan struct{})
+			old := srv.issue()
+			h := srv.Config.Handler
+			srv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if r.Header.Get("accessToken") == old.AccessToken {
+					arrived <- struct{}{}
+					<-release
+					srv.api403s.Add(1)
+					http.Error(w, "forbidden", http.StatusForbidden)
+					return
+				}
+				h.ServeHTTP(w, r)
+			})
+			var store TokenStore = NewMemoryStore(old)
+			if kind == "Locker" {
+				ls := &lockingStore{}
+				ls.MemoryStore.Save(context.Background(), old)
+				store = ls
+			}
+			tr := &Transport{Store: store, Refresher: &Endpoint{URL: srv.URL + "/auth/refreshtoken"}}
+			codes := make(chan int, 1)
+			go func() {
+				resp, err := NewClient(nil, tr).Get(srv.URL + "/api/x")
+				if err != nil {
+					codes <- 0
+					return
+				}
+				resp.Body.Close()
+				codes <- resp.StatusCode
+			}()
+			<-arrived
+			login := srv.issue()
+			if err := tr.SetTokens(context.Background(), login); err != nil {
+				t.Fatal(err)
+			}
+			close(release)
+			if code := <-codes; code != 200 {
+				t.Errorf("status = %d; want 200, sent again with the new login", code)
+			}
+			if n := srv.refreshCalls.Load(); n != 0 {
+				t.Errorf("refresh calls = %d; want 0", n)
+			}
+			if got, err := tr.Tokens(context.Background()); err != nil || got != login {
+				t.Errorf("Tokens() = %v, %v; want the new login", got, err)
+			}
+			if got, err := store.Load(context.Background()); err != nil || got != login {
+				t.Errorf("store holds %v, %v; want the new login", got, err)
+			}
+		})
+	}
+}
+
+// TestRejectedRefreshKeepsNewerLogin rejects the refresh of one pair after
+// a login has replaced it: the session that ended is the old one, and the
+// login survives in memory and in the store.
+func TestRejectedRefreshKeepsNewerLogin(t *testing.T) {
+	for _, kind := range []string{"MemoryStore", "FileStore"} {
+		t.Run(kind, func(t *testing.T) {
+			srv := newProtoServer(t)
+			old := srv.stale()
+			var store TokenStore = NewMemoryStore(old)
+			if kind == "FileStore" {
+				fs := NewFileStore(tokenPath(t))
+				if err := fs.Save(context.Background(), old); err != nil {
+					t.Fatal(err)
+				}
+				store = fs
+			}
+			entered, release := make(chan struct{}), make(chan struct{})
+			tr := &Transport{Store: store, Refresher: RefreshFunc(func(ctx context.Context, cur Tokens) (Tokens, error) {
+				close(entered)
+				<-release
+				return Tokens{}, &RefreshError{StatusCode: 401, Err: ErrSessionExpired}
+			})}
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				if resp, err := NewClient(nil, tr).Get(srv.URL + "/api/x"); err == nil {
+					resp.Body.Close()
+				}
+			}()
+			<-entered
+			login := srv.issue()
+			set := make(chan error, 1)
+			go func() { set <- tr.SetTokens(context.Background(), login) }() // a Locker makes it wait for the refresh
+			if kind == "MemoryStore" {
+				if err := <-set; err != nil {
+					t.Fatal(err)
+				}
+				set <- nil
+			}
+			close(release)
+			<-done
+			if err := <-set; err != nil {
+				t.Fatal(err)
+			}
+			if got, err := tr.Tokens(context.Background()); err != nil || got != login {
+				t.Errorf("Tokens() = %v, %v; want the new login", got, err)
+			}
+			if got, err := store.Load(context.Background()); err != nil || got.AccessToken != login.AccessToken || got.RefreshToken != login.RefreshToken {
+				t.Errorf("store holds %v, %v; want the new login", got, err)
+			}
+		})
+	}
+}
+
+// TestRefreshBacksOffWhileEndpointIsDown has 50 workers send requests with
+// an expired access token for 3 s while the refresh endpoint is down, then
+// brings it back.
+func TestRefreshBacksOffWhileEndpointIsDown(t *testing.T) {
+	const (
+		workers = 50
+		outage  = 3 * time.Second
+	)
+	for _, fault := range []string{"503", "connection refused"} {
+		t.Run(fault, func(t *testing.T) {
+			srv := newProtoServer(t)
+			var down atomic.Bool
+			var attempts atomic.Int64
+			base := downBase(t, &down, &attempts, fault == "connection refused")
+			tok := srv.issue()
+			tok.Expiry = time.Now().Add(-time.Minute)
+			store := NewMemoryStore(tok)
+			tr := &Transport{Store: store, Refresher: &Endpoint{URL: srv.URL + "/auth/refreshtoken", Base: base}}
+			c := NewClient(nil, tr)
+
+			down.Store(true)
+			if fault == "503" {
+				srv.refreshStatus.Store(503)
+			}
+			h := hammer(c, srv.URL+"/api/x", workers, outage)
+			if n := attempts.Load(); n > 20 {
+				t.Errorf("refresh attempts during a %v outage with %d workers = %d; want at most 20", outage, workers, n)
+			}
+			if h.backoffs == 0 {
+				t.Errorf("none of %d failed requests matched ErrBackoff and *RefreshError; want the requests held back to say so", h.failures)
+			}
+			for _, err := range h.unexpected[:min(3, len(h.unexpected))] {
+				t.Errorf("error = %v; want a transient *RefreshError", err)
+			}
+			if got, err := store.Load(context.Background()); err != nil || got != tok {
+				t.Errorf("store holds %v, %v; want the tokens kept", got, err)
+			}
+
+			// The endpoint is back: requests succeed again once the back-off
+			// (capped at about a second) has passed.
+			down.Store(false)
+			srv.refreshStatus.Store(0)
+			awaitSuccess(t, c, srv.URL+"/api/x", 5*time.Second)
+		})
+	}
+}
+
+// downBase returns a base for a refresh Endpoint that counts its requests
+// and, while down is set and refuse is true, sends them to a closed port.
+func downBase(t *testing.T, down *atomic.Bool, attempts *atomic.Int64, refuse bool) http.RoundTripper {
+	t.Helper()
+	closed, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	refusing := closed.Addr().String()
+	closed.Close()
+	return roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		attempts.Add(1)
+		if down.Load() && refuse {
+			r = r.Clone(r.Context())
+			r.URL.Host = refusing
+		}
+		return http.DefaultTransport.RoundTrip(r)
+	})
+}
+
+// hammerResult counts the outcomes of hammer.
+type hammerResult struct {
+	failures, backoffs int64
+	unexpected         []error // errors that are not a transient *RefreshError
+}
+
+// hammer has workers send GETs to url through c for d, and classifies
+// their failures.
+func hammer(c *http.Client, url string, workers int, d time.Duration) hammerResult {
+	var mu sync.Mutex // guards res
+	var res hammerResult
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				resp, err := c.Get(url)
+				if err == nil {
+					resp.Body.Close()
+					err = fmt.Errorf("status %d", resp.StatusCode)
+				}
+				var re *RefreshError
+				mu.Lock()
+				res.failures++
+				switch {
+				case errors.Is(err, ErrBackoff) && errors.As(err, &re):
+					res.backoffs++
+				case errors.As(err, &re) && !errors.Is(err, ErrSessionExpired):
+				default:
+					res.unexpected = append(res.unexpected, err)
+				}
+				mu.Unlock()
+				time.Sleep(time.Millisecond) // pace the loop; not a wait for anything
+			}
+		})
+	}
+	time.Sleep(d) // the length of the run, not a wait for an event
+	close(stop)
+	wg.Wait()
+	return res
+}
+
+// awaitSuccess sends GETs to url through c until one is answered 200, and
+// fails the test if none is within limit.
+func awaitSuccess(t *testing.T, c *http.Client, url string, limit time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for {
+		resp, err := c.Get(url)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return
+			}
+			err = fmt.Errorf("status %d", resp.StatusCode)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("requests still fail %v after the endpoint came back: %v", limit, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestRefusalWithOtherTokenRefreshesDuringBackoff: a refused request whose
+// token is not the one whose refresh failed refreshes at once.
+func TestRefusalWithOtherTokenRefreshesDuringBackoff(t *testing.T) {
+	srv := newProtoServer(t)
+	tok := srv.issue()
+	tok.Expiry = time.Now().Add(-time.Minute)
+	tr, _ := srv.transport(tok)
+	c := NewClient(nil, tr)
+	srv.refreshStatus.Store(503)
+	for range 2 {
+		if resp, err := c.Get(srv.URL + "/api/x"); err == nil {
+			resp.Body.Close()
+			t.Fatalf("status %d with an expired token and the endpoint down; want an error", resp.StatusCode)
+		}
+	}
+	srv.refreshStatus.Store(0)
+	if err := tr.SetTokens(context.Background(), srv.stale()); err != nil {
+		t.Fatal(err)
+	}
+	calls := srv.refreshCalls.Load()
+	if code, _ := get(t, c, srv.URL+"/api/x"); code != 200 {
+		t.Errorf("status = %d; want 200 after an immediate refresh", code)
+	}
+	if n := srv.refreshCalls.Load() - calls; n != 1 {
+		t.Errorf("refresh calls for the refused request = %d; want 1", n)
 	}
 }

@@ -798,3 +798,70 @@ func TestSanitize(t *testing.T) {
 		}
 	}
 }
+
+// tokenError makes srv's token endpoint answer 400 with an error code and
+// description.
+func tokenError(srv *oauthServer, code, desc string) {
+	b, _ := json.Marshal(map[string]string{"error": code, "error_description": desc})
+	body := string(b)
+	srv.tokenStatus.Store(400)
+	srv.tokenBody.Store(&body)
+}
+
+func TestOAuth2ErrorHidesEncodedTokens(t *testing.T) {
+	for _, refresh := range []string{"Ab+cD/ef==", "Zq+8/Lm==Xy+/Pq9=Rs7+Tu6/Vw5==Ab+cD/ef=="} {
+		forms := map[string]string{
+			"raw":         refresh,
+			"QueryEscape": url.QueryEscape(refresh),
+			"PathEscape":  url.PathEscape(refresh),
+			"form":        strings.TrimPrefix(url.Values{"t": {refresh}}.Encode(), "t="),
+		}
+		for name, form := range forms {
+			t.Run(fmt.Sprintf("%d-byte token %s", len(refresh), name), func(t *testing.T) {
+				srv := newOAuthServer(t)
+				tokenError(srv, "invalid_grant", "refresh token "+form+" is invalid")
+				cur := Tokens{AccessToken: "access-token-value-0123456789", RefreshToken: refresh}
+				_, err := srv.refresher(testNow).Refresh(context.Background(), cur)
+				var re *RefreshError
+				if !errors.As(err, &re) {
+					t.Fatalf("error = %v; want a *RefreshError", err)
+				}
+				shown := map[string]bool{}
+				for _, f := range forms {
+					for _, s := range []string{err.Error(), re.Description, fmt.Sprintf("%+v", re)} {
+						if strings.Contains(s, f) && !shown[f] {
+							shown[f] = true
+							t.Errorf("error %q (Description %q) shows the refresh token as %q", err, re.Description, f)
+						}
+					}
+				}
+				if re.ErrorCode != "invalid_grant" {
+					t.Errorf("ErrorCode = %q; want invalid_grant", re.ErrorCode)
+				}
+				if len(refresh) >= 32 && (!strings.Contains(re.Description, "refresh token "+redacted+" is invalid")) {
+					t.Errorf("Description = %q; want the token redacted in place: %q", re.Description, "refresh token "+redacted+" is invalid")
+				}
+			})
+		}
+	}
+}
+
+func TestOAuth2ErrorWithShortToken(t *testing.T) {
+	srv := newOAuthServer(t)
+	tokenError(srv, "invalid_request", "a parameter is missing")
+	cur := Tokens{AccessToken: "a", RefreshToken: "refresh-token-value-0123456789"}
+	_, err := srv.refresher(testNow).Refresh(context.Background(), cur)
+	var re *RefreshError
+	if !errors.As(err, &re) {
+		t.Fatalf("error = %v; want a *RefreshError", err)
+	}
+	if re.ErrorCode != "invalid_request" {
+		t.Errorf("ErrorCode = %q; want %q", re.ErrorCode, "invalid_request")
+	}
+	if re.Description != "" {
+		t.Errorf("Description = %q; want it dropped (a token too short to redact could be in it)", re.Description)
+	}
+	if !strings.Contains(err.Error(), "invalid_request") || strings.Contains(err.Error(), redacted) {
+		t.Errorf("error = %q; want invalid_request intact and nothing redacted inside words", err)
+	}
+}

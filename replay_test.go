@@ -1,11 +1,13 @@
 package autorefresh
 
 import (
+	"bytes"
 	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -168,5 +170,85 @@ func TestReplayWaitIsBounded(t *testing.T) {
 	_, err := tr.RoundTrip(req)
 	if !errors.Is(err, ErrBodyNotReplayable) {
 		t.Errorf("error = %v; want ErrBodyNotReplayable", err)
+	}
+}
+
+// TestReplayMemoryBound sends many refused requests at once, each with a
+// 64 KiB body without GetBody, and refuses them only once all have been
+// read: with MaxReplayMemory set, only as many as fit in it keep a replay
+// buffer, and the others fail with ErrBodyNotReplayable.
+func TestReplayMemoryBound(t *testing.T) {
+	const (
+		n    = 16
+		size = 64 << 10
+	)
+	tests := []struct {
+		name        string
+		max         int64
+		maxReplayed int // at most this many replayed
+		minReplayed int // at least this many
+	}{
+		{"256 KiB", 256 << 10, 256 << 10 / size, 1},
+		{"no bound", -1, n, n},
+		{"default", 0, n, n},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := newProtoServer(t)
+			stale := srv.stale()
+			var arrived atomic.Int64
+			all := make(chan struct{})
+			h := srv.Config.Handler
+			srv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if r.URL.Path != "/api/echo" || r.Header.Get("accessToken") != stale.AccessToken {
+					h.ServeHTTP(w, r)
+					return
+				}
+				io.Copy(io.Discard, r.Body) // the whole body is read before the refusal
+				if arrived.Add(1) == n {
+					close(all)
+				}
+				select {
+				case <-all:
+				case <-r.Context().Done():
+				case <-time.After(time.Minute): // a bug, not a timing: fail rather than hang
+				}
+				http.Error(w, "forbidden", http.StatusForbidden)
+			})
+			tr, _ := srv.transport(stale)
+			tr.MaxReplayMemory = tt.max
+			c := NewClient(nil, tr)
+
+			var replayed, refused atomic.Int64
+			var wg sync.WaitGroup
+			for i := range n {
+				wg.Go(func() {
+					body := bytes.Repeat([]byte{byte('a' + i)}, size)
+					req, _ := http.NewRequest("POST", srv.URL+"/api/echo", noGetBody{bytes.NewReader(body)})
+					req.ContentLength = size
+					resp, err := c.Do(req)
+					switch {
+					case errors.Is(err, ErrBodyNotReplayable):
+						refused.Add(1)
+						return
+					case err != nil:
+						t.Errorf("request %d: %v", i, err)
+						return
+					}
+					got, _ := io.ReadAll(resp.Body)
+					resp.Body.Close()
+					if want := "POST /api/echo " + string(body); resp.StatusCode != 200 || string(got) != want {
+						t.Errorf("request %d: replay got %d with %d bytes echoed; want 200 with its own %d", i, resp.StatusCode, len(got), len(want))
+						return
+					}
+					replayed.Add(1)
+				})
+			}
+			wg.Wait()
+			if r := int(replayed.Load()); r < tt.minReplayed || r > tt.maxReplayed {
+				t.Errorf("replayed %d of %d requests (%d failed with ErrBodyNotReplayable); want between %d and %d",
+					r, n, refused.Load(), tt.minReplayed, tt.maxReplayed)
+			}
+		})
 	}
 }

@@ -564,3 +564,204 @@ func TestAllowHTTPForLoginAndResume(t *testing.T) {
 		}
 	}
 }
+
+func TestResumeKeepsLoginMadeDuringCheck(t *testing.T) {
+	srv := newProtoServer(t)
+	entered, release := make(chan struct{}), make(chan struct{})
+	var checks atomic.Int64
+	h := srv.Config.Handler
+	srv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/auth/check" {
+			h.ServeHTTP(w, r)
+			return
+		}
+		// Refused before and after the refresh; the check after the
+		// refresh waits until a login has happened.
+		if checks.Add(1) == 2 {
+			close(entered)
+			select {
+			case <-release:
+			case <-r.Context().Done():
+			}
+		}
+		http.Error(w, "refused", http.StatusForbidden)
+	})
+	tr, store := srv.transport(srv.issue())
+	done := make(chan error, 1)
+	go func() { done <- tr.Resume(context.Background(), srv.URL+"/auth/check") }()
+	select {
+	case <-entered:
+	case err := <-done:
+		t.Fatalf("Resume returned %v before its check after the refresh", err)
+	}
+	login := srv.issue()
+	if err := tr.SetTokens(context.Background(), login); err != nil {
+		t.Fatalf("SetTokens: %v", err)
+	}
+	close(release)
+	<-done // what it reports about the session it checked is not the point here
+	if got, err := tr.Tokens(context.Background()); err != nil || got != login {
+		t.Errorf("Tokens() after Resume = %v, %v; want the login made meanwhile", got, err)
+	}
+	if got, err := store.Load(context.Background()); err != nil || got != login {
+		t.Errorf("store after Resume = %v, %v; want the login made meanwhile", got, err)
+	}
+}
+
+// failClearStore is a MemoryStore whose Clear fails, like a token file in
+// a read-only directory.
+type failClearStore struct{ MemoryStore }
+
+var errClearFailed = errors.New("clear failed: read-only file system")
+
+func (*failClearStore) Clear(context.Context) error { return errClearFailed }
+
+func TestFailedLogoutIsNotUndone(t *testing.T) {
+	srv := newProtoServer(t)
+	var mu sync.Mutex
+	var sent []string // access and refresh token headers seen by the API
+	h := srv.Config.Handler
+	srv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		sent = append(sent, r.Header.Get("accessToken"), r.Header.Get("refreshToken"))
+		mu.Unlock()
+		h.ServeHTTP(w, r)
+	})
+	old := srv.issue()
+	store := &failClearStore{}
+	store.MemoryStore.Save(context.Background(), old)
+	tr := &Transport{Store: store, Refresher: &Endpoint{URL: srv.URL + "/auth/refreshtoken"}}
+	c := NewClient(nil, tr)
+	if code, _ := get(t, c, srv.URL+"/api/x"); code != 200 {
+		t.Fatalf("status before Logout = %d; want 200", code)
+	}
+	if err := tr.Logout(context.Background()); err == nil {
+		t.Fatal("Logout = nil; want the store's error")
+	}
+	mu.Lock()
+	sent = nil
+	mu.Unlock()
+	for i := range 3 {
+		if code, _ := get(t, c, srv.URL+"/api/x"); code != http.StatusForbidden {
+			t.Errorf("request %d after the failed Logout: status %d; want 403, sent without tokens", i, code)
+		}
+	}
+	mu.Lock()
+	for _, v := range sent {
+		if v == old.AccessToken || v == old.RefreshToken {
+			t.Errorf("a request after the failed Logout carried the old tokens")
+			break
+		}
+	}
+	mu.Unlock()
+	if n := srv.refreshCalls.Load(); n != 0 {
+		t.Errorf("refresh calls = %d; want 0", n)
+	}
+
+	login := srv.issue()
+	if err := tr.SetTokens(context.Background(), login); err != nil {
+		t.Fatalf("SetTokens: %v", err)
+	}
+	mu.Lock()
+	sent = nil
+	mu.Unlock()
+	if code, _ := get(t, c, srv.URL+"/api/x"); code != 200 {
+		t.Errorf("status after SetTokens = %d; want 200", code)
+	}
+	mu.Lock()
+	if len(sent) != 2 || sent[0] != login.AccessToken || sent[1] != login.RefreshToken {
+		t.Errorf("request after SetTokens carried other tokens than the new pair")
+	}
+	mu.Unlock()
+}
+
+// TestResumeDoesNotRefreshNewLogin has Resume's check refuse the stored
+// pair with a 401 (which DefaultShouldRefresh leaves to Resume) after a
+// login replaced that pair: the refusal is about the old pair, so the new
+// one is not refreshed, and it is not cleared.
+func TestResumeDoesNotRefreshNewLogin(t *testing.T) {
+	srv := newProtoServer(t)
+	entered, release := make(chan struct{}), make(chan struct{})
+	var checks atomic.Int64
+	h := srv.Config.Handler
+	srv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/auth/check" {
+			h.ServeHTTP(w, r)
+			return
+		}
+		if checks.Add(1) == 1 {
+			close(entered)
+			select {
+			case <-release:
+			case <-r.Context().Done():
+			}
+			http.Error(w, "refused", http.StatusUnauthorized)
+			return
+		}
+		if !srv.valid(r.Header.Get("accessToken")) {
+			http.Error(w, "refused", http.StatusUnauthorized)
+			return
+		}
+		io.WriteString(w, "ok")
+	})
+	tr, store := srv.transport(srv.issue())
+	done := make(chan error, 1)
+	go func() { done <- tr.Resume(context.Background(), srv.URL+"/auth/check") }()
+	<-entered
+	login := srv.issue()
+	if err := tr.SetTokens(context.Background(), login); err != nil {
+		t.Fatalf("SetTokens: %v", err)
+	}
+	close(release)
+	<-done
+	if n := srv.refreshCalls.Load(); n != 0 {
+		t.Errorf("refresh calls = %d; want 0: the refusal was about the pair the login replaced", n)
+	}
+	if got, err := tr.Tokens(context.Background()); err != nil || got != login {
+		t.Errorf("Tokens() after Resume = %v, %v; want the login made meanwhile", got, err)
+	}
+	if got, err := store.Load(context.Background()); err != nil || got != login {
+		t.Errorf("store after Resume = %v, %v; want the login made meanwhile", got, err)
+	}
+}
+
+func TestResumeStalledRefusalDoesNotHang(t *testing.T) {
+	srv := newProtoServer(t)
+	stallRefusals(t, srv, func(r *http.Request) bool { return r.URL.Path == "/auth/check" })
+	tr, _ := srv.transport(srv.stale())
+	var err error
+	within(t, "Resume", func() { err = tr.Resume(context.Background(), srv.URL+"/auth/check") })
+	if !errors.Is(err, ErrSessionExpired) {
+		t.Errorf("Resume = %v; want ErrSessionExpired: the check refused the tokens after a refresh", err)
+	}
+	if n := srv.refreshCalls.Load(); n != 1 {
+		t.Errorf("refresh calls = %d; want 1", n)
+	}
+}
+
+func TestLoginRefusesInvalidToken(t *testing.T) {
+	for name, bad := range badTokens {
+		for _, field := range []string{"access", "refresh"} {
+			t.Run(name+" in "+field, func(t *testing.T) {
+				srv := newSessionServer(t)
+				answer := map[string]string{"accessToken": "new-access", "refreshToken": "new-refresh"}
+				answer[field+"Token"] = bad
+				b, _ := json.Marshal(answer)
+				body := string(b)
+				srv.loginBody.Store(&body)
+				old := srv.issue()
+				tr, store := srv.transport(old)
+				err := tr.Login(context.Background(), srv.URL+"/auth/login", credentials{testUser, testPassword})
+				if !errors.Is(err, ErrInvalidToken) {
+					t.Errorf("Login: error = %v; want ErrInvalidToken", err)
+				}
+				if got, err := tr.Tokens(context.Background()); err != nil || got != old {
+					t.Errorf("Tokens() = %v, %v; want the old pair kept", got, err)
+				}
+				if got, err := store.Load(context.Background()); err != nil || got != old {
+					t.Errorf("store holds %v, %v; want the old pair kept", got, err)
+				}
+			})
+		}
+	}
+}

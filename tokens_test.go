@@ -1,8 +1,13 @@
 package autorefresh
 
 import (
+	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
+	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -81,4 +86,132 @@ func FuzzTokensFormat(f *testing.F) {
 			}
 		}
 	})
+}
+
+// badTokens are tokens that cannot be sent in a header field as they are.
+var badTokens = map[string]string{
+	"CR":             "tok\ren",
+	"LF":             "tok\nen",
+	"CRLF injection": "tok\r\nX-Injected: yes",
+	"NUL":            "tok\x00en",
+	"SOH":            "tok\x01en",
+	"tab":            "tok\ten",
+	"DEL":            "tok\x7fen",
+	"leading space":  " token",
+	"trailing space": "token ",
+}
+
+func TestSetTokensRefusesInvalidToken(t *testing.T) {
+	good := Tokens{AccessToken: "good-access", RefreshToken: "good-refresh"}
+	for name, bad := range badTokens {
+		for _, field := range []string{"access", "refresh"} {
+			t.Run(name+" in "+field, func(t *testing.T) {
+				store := &countingStore{}
+				store.MemoryStore.Save(context.Background(), good)
+				tr := &Transport{Store: store}
+				tok := good
+				if field == "access" {
+					tok.AccessToken = bad
+				} else {
+					tok.RefreshToken = bad
+				}
+				if err := tr.SetTokens(context.Background(), tok); !errors.Is(err, ErrInvalidToken) {
+					t.Errorf("SetTokens: error = %v; want ErrInvalidToken", err)
+				}
+				if got, err := tr.Tokens(context.Background()); err != nil || got != good {
+					t.Errorf("Tokens() = %v, %v; want the old pair kept", got, err)
+				}
+				if n := store.saves.Load(); n != 0 {
+					t.Errorf("store saves = %d; want 0", n)
+				}
+			})
+		}
+	}
+}
+
+func TestRefreshAnswerWithInvalidToken(t *testing.T) {
+	for name, bad := range badTokens {
+		for _, field := range []string{"access", "refresh"} {
+			t.Run("Endpoint "+name+" in "+field, func(t *testing.T) {
+				srv := newProtoServer(t)
+				answer := map[string]string{"accessToken": "new-access", "refreshToken": "new-refresh"}
+				answer[field+"Token"] = bad
+				b, _ := json.Marshal(answer)
+				body := string(b)
+				srv.refreshBody.Store(&body)
+				stale := srv.stale()
+				store := &countingStore{}
+				store.MemoryStore.Save(context.Background(), stale)
+				tr := &Transport{Store: store, Refresher: &Endpoint{URL: srv.URL + "/auth/refreshtoken"}}
+				checkInvalidAnswer(t, tr, store, srv.URL+"/api/x", stale)
+			})
+			t.Run("OAuth2 "+name+" in "+field, func(t *testing.T) {
+				srv := newOAuthServer(t)
+				answer := map[string]any{"access_token": "new-access", "refresh_token": "new-refresh", "token_type": "Bearer", "expires_in": 3600}
+				answer[field+"_token"] = bad
+				b, _ := json.Marshal(answer)
+				body := string(b)
+				srv.tokenBody.Store(&body)
+				stale := srv.stale()
+				store := &countingStore{}
+				store.MemoryStore.Save(context.Background(), stale)
+				tr := &Transport{Store: store, Refresher: srv.refresher(testNow)}
+				checkInvalidAnswer(t, tr, store, srv.URL+"/api/x", stale)
+			})
+		}
+	}
+}
+
+// checkInvalidAnswer sends a request through tr, whose stored tokens, old,
+// are refused and whose refresh answers an invalid token: the request fails
+// with a transient *RefreshError wrapping ErrInvalidToken, and the old
+// tokens are kept.
+func checkInvalidAnswer(t *testing.T, tr *Transport, store *countingStore, url string, old Tokens) {
+	t.Helper()
+	store.saves.Store(0)
+	resp, err := NewClient(nil, tr).Get(url)
+	if err == nil {
+		resp.Body.Close()
+	}
+	var re *RefreshError
+	if !errors.As(err, &re) || !errors.Is(err, ErrInvalidToken) || errors.Is(err, ErrSessionExpired) {
+		t.Errorf("error = %v; want a transient *RefreshError wrapping ErrInvalidToken", err)
+	}
+	if got, err := tr.Tokens(context.Background()); err != nil || got != old {
+		t.Errorf("Tokens() = %v, %v; want the old pair kept", got, err)
+	}
+	if n := store.saves.Load(); n != 0 {
+		t.Errorf("store saves = %d; want 0", n)
+	}
+}
+
+// badStore is a TokenStore whose Load returns tokens.
+type badStore struct{ tokens Tokens }
+
+func (s badStore) Load(context.Context) (Tokens, error) { return s.tokens, nil }
+func (badStore) Save(context.Context, Tokens) error     { return nil }
+func (badStore) Clear(context.Context) error            { return nil }
+
+func TestStoreLoadingInvalidToken(t *testing.T) {
+	for name, bad := range badTokens {
+		t.Run(name, func(t *testing.T) {
+			var sent atomic.Int64
+			base := roundTripFunc(func(r *http.Request) (*http.Response, error) {
+				sent.Add(1)
+				return &http.Response{StatusCode: 200, Header: http.Header{}, Body: http.NoBody, Request: r}, nil
+			})
+			tr := &Transport{Base: base, Store: badStore{Tokens{AccessToken: bad, RefreshToken: "refresh"}}}
+			req, _ := http.NewRequest("GET", "https://api.example.com/x", nil)
+			resp, err := tr.RoundTrip(req)
+			if err == nil {
+				resp.Body.Close()
+			}
+			if !errors.Is(err, ErrCorruptRecord) {
+				t.Errorf("error = %v; want ErrCorruptRecord", err)
+			}
+			if n := sent.Load(); n != 0 {
+				t.Errorf("requests sent = %d; want 0", n)
+			}
+		})
+	}
 }

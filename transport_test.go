@@ -9,8 +9,11 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -287,5 +290,190 @@ func TestTransportWithoutStore(t *testing.T) {
 	_, err := NewClient(nil, &Transport{}).Get(srv.URL + "/api/x")
 	if err == nil || !strings.Contains(err.Error(), "Store") {
 		t.Errorf("error = %v; want one that names the missing Store", err)
+	}
+}
+
+// TestTransportAndEventsNeverPrintTokens prints a Transport after a refresh,
+// while requests go through it (a logger may print it at any time), and the
+// events of its refreshes.
+func TestTransportAndEventsNeverPrintTokens(t *testing.T) {
+	srv := newProtoServer(t)
+	for _, kind := range []string{"MemoryStore", "FileStore"} {
+		t.Run(kind, func(t *testing.T) {
+			stale := srv.stale()
+			store := TokenStore(NewMemoryStore(stale))
+			if kind == "FileStore" {
+				fs := NewFileStore(tokenPath(t))
+				if err := fs.Save(context.Background(), stale); err != nil {
+					t.Fatal(err)
+				}
+				store = fs
+			}
+			var events eventRecorder
+			tr := &Transport{Store: store, Refresher: &Endpoint{URL: srv.URL + "/auth/refreshtoken"}, OnRefresh: events.record}
+			c := NewClient(nil, tr)
+			if code, _ := get(t, c, srv.URL+"/api/x"); code != 200 {
+				t.Fatalf("status = %d; want 200", code)
+			}
+			cur, err := tr.Tokens(context.Background())
+			if err != nil || cur == stale {
+				t.Fatalf("Tokens() = %v, %v; want a refreshed pair", cur, err)
+			}
+			secrets := []string{stale.AccessToken, stale.RefreshToken, cur.AccessToken, cur.RefreshToken}
+
+			stop := make(chan struct{})
+			var wg sync.WaitGroup
+			for range 4 {
+				wg.Go(func() {
+					for {
+						select {
+						case <-stop:
+							return
+						default:
+						}
+						if resp, err := c.Get(srv.URL + "/api/x"); err == nil {
+							resp.Body.Close()
+						}
+					}
+				})
+			}
+			for range 3 {
+				checkPrinted(t, "*Transport in use", tr, secrets...)
+			}
+			close(stop)
+			wg.Wait()
+			evs := events.all()
+			if len(evs) != 1 {
+				t.Errorf("refresh events = %d; want 1", len(evs))
+			}
+			for _, ev := range evs {
+				checkPrinted(t, "RefreshEvent", ev, secrets...)
+				checkPrinted(t, "*RefreshEvent", &ev, secrets...)
+			}
+		})
+	}
+}
+
+func TestRequestsShareNoHeaderValues(t *testing.T) {
+	tok := Tokens{AccessToken: "access-value", RefreshToken: "refresh-value"}
+	// A base, like a logging middleware that masks secrets, that edits the
+	// header values of the request it gets in place.
+	var mu sync.Mutex
+	var seen [][2]string
+	base := roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		mu.Lock()
+		//lint:ignore SA1008 the token headers are sent as written
+		seen = append(seen, [2]string{r.Header["accessToken"][0], r.Header["refreshToken"][0]})
+		mu.Unlock()
+		//lint:ignore SA1008 the token headers are sent as written
+		r.Header["accessToken"][0] = "masked"
+		//lint:ignore SA1008 the token headers are sent as written
+		r.Header["refreshToken"][0] = "masked"
+		return &http.Response{StatusCode: 200, Header: http.Header{}, Body: http.NoBody, Request: r}, nil
+	})
+	tr := &Transport{Base: base, Store: NewMemoryStore(tok)}
+	c := NewClient(nil, tr)
+	for range 3 {
+		resp, err := c.Get("https://api.example.com/x")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		// And a caller that masks what the response's request carried.
+		//lint:ignore SA1008 the token headers are sent as written
+		if v := resp.Request.Header["accessToken"]; len(v) == 1 {
+			v[0] = "masked by caller"
+		}
+	}
+	want := [2]string{tok.AccessToken, tok.RefreshToken}
+	for i, got := range seen {
+		if got != want {
+			t.Errorf("request %d carried %q; want %q", i, got, want)
+		}
+	}
+	if got, err := tr.Tokens(context.Background()); err != nil || got != tok {
+		t.Errorf("Tokens() = %v, %v; want the tokens unchanged", got, err)
+	}
+}
+
+// stallRefusals makes srv answer a refused token with a 403 that promises
+// 4 KiB of body, sends one byte and then stalls until the test ends (or the
+// client hangs up), for the requests that refused reports.
+func stallRefusals(t *testing.T, srv *protoServer, refused func(*http.Request) bool) {
+	t.Helper()
+	stop := make(chan struct{})
+	t.Cleanup(func() { close(stop) }) // before srv.Close, which waits for handlers
+	h := srv.Config.Handler
+	srv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !refused(r) {
+			h.ServeHTTP(w, r)
+			return
+		}
+		w.Header().Set("Content-Length", "4096")
+		w.WriteHeader(http.StatusForbidden)
+		w.Write([]byte("x"))
+		w.(http.Flusher).Flush()
+		select {
+		case <-stop:
+		case <-r.Context().Done():
+		}
+	})
+}
+
+// within fails the test if f does not return within a generous deadline.
+func within(t *testing.T, what string, f func()) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		f()
+	}()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatalf("%s did not return within 5 s while a refused response stalls", what)
+	}
+}
+
+func TestStalledRefusalDoesNotHang(t *testing.T) {
+	srv := newProtoServer(t)
+	stallRefusals(t, srv, func(r *http.Request) bool {
+		return strings.HasPrefix(r.URL.Path, "/api/") && !srv.valid(r.Header.Get("accessToken"))
+	})
+	tr, _ := srv.transport(srv.stale())
+	var code int
+	var err error
+	within(t, "RoundTrip", func() {
+		var resp *http.Response
+		resp, err = NewClient(nil, tr).Get(srv.URL + "/api/x") // no deadline
+		if err == nil {
+			code = resp.StatusCode
+			resp.Body.Close()
+		}
+	})
+	if err != nil || code != 200 {
+		t.Errorf("got %d, %v; want 200 after a refresh and a replay", code, err)
+	}
+	if n := srv.refreshCalls.Load(); n != 1 {
+		t.Errorf("refresh calls = %d; want 1", n)
+	}
+}
+
+func TestStoreErrorTextThroughTransport(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "tokens.json")
+	if err := os.WriteFile(path, []byte(`{"accessToken": "tru`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tr := &Transport{Store: NewFileStore(path), Base: roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		return &http.Response{StatusCode: 200, Header: http.Header{}, Body: http.NoBody, Request: r}, nil
+	})}
+	req, _ := http.NewRequest("GET", "https://api.example.com/x", nil)
+	_, err := tr.RoundTrip(req)
+	if !errors.Is(err, ErrCorruptFile) {
+		t.Fatalf("error = %v; want ErrCorruptFile", err)
+	}
+	msg := err.Error()
+	if n := strings.Count(msg, "autorefresh:"); n != 1 || strings.Contains(msg, "load tokens: autorefresh: load") {
+		t.Errorf("error %q: want one \"autorefresh:\" prefix and no doubled \"load\"", msg)
 	}
 }
