@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"sync"
 	"testing"
 	"time"
 )
@@ -13,8 +14,7 @@ import (
 // Transport holding a good token with the bare base transport, over an
 // in-memory base (the Transport's own overhead) and over a loopback server.
 func BenchmarkRoundTrip(b *testing.B) {
-	ok := &http.Response{StatusCode: 200, Body: http.NoBody}
-	memory := roundTripFunc(func(*http.Request) (*http.Response, error) { return ok, nil })
+	memory := roundTripFunc(func(*http.Request) (*http.Response, error) { return memoryResponse(), nil })
 
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
 	defer srv.Close()
@@ -64,6 +64,23 @@ func roundTrip(b *testing.B, rt http.RoundTripper, req *http.Request) {
 		io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
 	}
+	if resp.Proto == memoryProto {
+		responses.Put(resp)
+	}
+}
+
+// responses recycles the answers of the in-memory bases, so that they
+// allocate nothing, as a canned response would, while each caller gets a
+// response of its own: a response belongs to the caller of RoundTrip,
+// which may set its fields (the Transport sets its Request).
+var responses = sync.Pool{New: func() any { return new(http.Response) }}
+
+const memoryProto = "memory"
+
+func memoryResponse() *http.Response {
+	r := responses.Get().(*http.Response)
+	*r = http.Response{StatusCode: 200, Proto: memoryProto, Body: http.NoBody}
+	return r
 }
 
 // BenchmarkRoundTripStreamedBody measures a 16 KiB request body without
@@ -71,11 +88,10 @@ func roundTrip(b *testing.B, rt http.RoundTripper, req *http.Request) {
 // in-memory base that reads the whole body.
 func BenchmarkRoundTripStreamedBody(b *testing.B) {
 	body := make([]byte, 16<<10)
-	ok := &http.Response{StatusCode: 200, Body: http.NoBody}
 	base := roundTripFunc(func(r *http.Request) (*http.Response, error) {
 		io.Copy(io.Discard, r.Body)
 		r.Body.Close()
-		return ok, nil
+		return memoryResponse(), nil
 	})
 	tok := Tokens{AccessToken: testJWT(b, time.Now().Add(time.Hour)), RefreshToken: "refresh-token"}
 	auth := &Transport{Base: base, Store: NewMemoryStore(tok), Refresher: &Endpoint{URL: "https://auth.example.com"}}

@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"log/slog"
 	"mime"
 	"net/http"
 	"net/url"
@@ -265,3 +267,21 @@ func decodeTokenResponse(contentType string, body []byte) (tokenResponse, error)
 	}
 	return tr, nil
 }
+
+// String describes o with its client secret redacted.
+func (o *OAuth2) String() string {
+	if o == nil {
+		return "autorefresh.OAuth2(nil)"
+	}
+	return fmt.Sprintf("autorefresh.OAuth2{TokenURL: %q, ClientID: %q, ClientSecret: %s}", o.TokenURL, o.ClientID, redact(o.ClientSecret))
+}
+
+// GoString is like String.
+func (o *OAuth2) GoString() string { return o.String() }
+
+// Format implements fmt.Formatter: every verb prints String, so that the
+// client secret never shows.
+func (o *OAuth2) Format(f fmt.State, verb rune) { io.WriteString(f, o.String()) }
+
+// LogValue implements slog.LogValuer: an OAuth2 logs as String.
+func (o *OAuth2) LogValue() slog.Value { return slog.StringValue(o.String()) }

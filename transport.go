@@ -3,6 +3,7 @@ package autorefresh
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -251,14 +252,13 @@ func (t *Transport) roundTrip(req *http.Request) (*http.Response, *state, error)
 	return resp, ns, err
 }
 
-// send sends out with the base RoundTripper. A response that may be
-// followed (a redirect), or that comes without its Request, gets out as its
-// Request, so that the chain of requests http.Client builds for redirects
-// is always made of the requests t sent, whatever the base does (see
-// sendsTokens).
+// send sends out with the base RoundTripper, and makes out the Request of
+// the response, so that the chain of requests http.Client builds for
+// redirects is always made of the requests t sent, whatever the base puts
+// there (see sendsTokens).
 func (t *Transport) send(out *http.Request) (*http.Response, error) {
 	resp, err := t.base().RoundTrip(out)
-	if err == nil && (resp.Request == nil || resp.StatusCode/100 == 3) {
+	if err == nil && resp.Request != out {
 		resp.Request = out
 	}
 	return resp, err
@@ -391,3 +391,26 @@ func NewClient(base *http.Client, t *Transport) *http.Client {
 	c.Transport = t
 	return &c
 }
+
+// String describes t by the types of its Base, Store and Refresher and its
+// Scheme. It shows no token, secret or state: fmt and slog print a
+// Transport through it, so that printing one in use is safe.
+func (t *Transport) String() string {
+	if t == nil {
+		return "autorefresh.Transport(nil)"
+	}
+	sc := "by token type"
+	if t.Scheme != (HeaderScheme{}) {
+		sc = fmt.Sprintf("%q", t.Scheme.AccessHeader)
+	}
+	return fmt.Sprintf("autorefresh.Transport{Base: %T, Store: %T, Refresher: %T, Scheme: %s}", t.Base, t.Store, t.Refresher, sc)
+}
+
+// GoString is like String.
+func (t *Transport) GoString() string { return t.String() }
+
+// Format implements fmt.Formatter: every verb prints String.
+func (t *Transport) Format(f fmt.State, verb rune) { io.WriteString(f, t.String()) }
+
+// LogValue implements slog.LogValuer: a Transport logs as String.
+func (t *Transport) LogValue() slog.Value { return slog.StringValue(t.String()) }

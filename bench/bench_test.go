@@ -105,12 +105,21 @@ func oauth2Source(srv *benchServer, refresh http.RoundTripper, tok autorefresh.T
 	return oauth2.ReuseTokenSource(t, cfg.TokenSource(ctx, t))
 }
 
-// memoryBase answers every request at once with the same canned response.
+// memoryBase answers every request at once with a canned response. The
+// responses are recycled (see send), so that the base allocates nothing,
+// while each caller gets one of its own: a response belongs to the caller
+// of RoundTrip, which may set its fields.
 type memoryBase struct{}
 
-var cannedResponse = &http.Response{StatusCode: http.StatusOK, Header: http.Header{}, Body: http.NoBody}
+var responses = sync.Pool{New: func() any { return new(http.Response) }}
 
-func (memoryBase) RoundTrip(*http.Request) (*http.Response, error) { return cannedResponse, nil }
+const memoryProto = "memory"
+
+func (memoryBase) RoundTrip(*http.Request) (*http.Response, error) {
+	r := responses.Get().(*http.Response)
+	*r = http.Response{StatusCode: http.StatusOK, Proto: memoryProto, Body: http.NoBody}
+	return r, nil
+}
 
 // send sends req through rt and reads the response, which must be a 200.
 func send(rt http.RoundTripper, req *http.Request) error {
@@ -122,8 +131,12 @@ func send(rt http.RoundTripper, req *http.Request) error {
 		io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
 	}
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("status = %d; want 200", resp.StatusCode)
+	status := resp.StatusCode
+	if resp.Proto == memoryProto {
+		responses.Put(resp)
+	}
+	if status != http.StatusOK {
+		return fmt.Errorf("status = %d; want 200", status)
 	}
 	return nil
 }
