@@ -74,10 +74,11 @@ func fileError(op, path string, err error) error {
 // UTC) when the expiry is known, from Tokens.Expiry or the access token's JWT
 // "exp" claim. "version" counts the saves: every successful save writes the
 // version of the file it replaces plus one, starting from 1. The version of a
-// file is its "version" member, a decimal integer from 0 to 2^53-1; a file
-// without one (written by an older release, or by hand) has version 0 and
-// loads as before, and a file that is not a JSON object at all has version 0
-// too. Other members are ignored. Files are at most 1 MiB. There is no
+// file is its "version" member, a decimal integer from 0 to 2^53-1, even when
+// the rest of the file is corrupt. A file without a valid one has version 0:
+// a file of an older release, which loads as before, and a file that is not
+// a JSON object at all. Other members are ignored. Files are at most 1 MiB
+// (1,048,576 bytes). There is no
 // record of an empty store: Clear removes the file, and a missing file is
 // an empty store at version 0. Deleting the file is therefore a logout, for
 // every process that shares it, and FileStore never reports ErrTokensLost.
@@ -194,7 +195,10 @@ func fileVersion(path string) (uint64, error) {
 // file.
 //
 // If the file would be larger than 1 MiB (the limit of Load), Save returns an
-// error wrapping ErrRecordTooLarge and leaves the file as it was.
+// error wrapping ErrRecordTooLarge and leaves the file as it was. Save reads
+// the version of the file it replaces first; if it cannot read that file
+// (permission denied, an I/O error), it writes nothing and returns the
+// error.
 //
 // Save does not stop early when ctx is done: the tokens it is given may be
 // the only copy of a rotated refresh token, and dropping them would end the
