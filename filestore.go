@@ -1,28 +1,22 @@
 package autorefresh
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"os"
-	"path/filepath"
+	"strconv"
 	"strings"
-	"sync"
-	"time"
 )
-
-// maxTokenFileSize bounds the token files that FileStore reads.
-const maxTokenFileSize = 1 << 20
 
 var (
 	// ErrCorruptFile is wrapped by the errors of FileStore.Load for a token
 	// file that is empty, truncated, too large, not the JSON that FileStore
 	// writes, or a JSON object that holds neither an access nor a refresh
-	// token.
+	// token. It wraps ErrCorruptRecord.
 	ErrCorruptFile = fmt.Errorf("%w: token file is corrupt", ErrCorruptRecord)
 
 	// ErrUnsafeFile is wrapped by the errors of FileStore for a token file
@@ -31,6 +25,9 @@ var (
 	// users may access.
 	ErrUnsafeFile = errors.New("autorefresh: token file is unsafe")
 )
+
+// errNoPath is returned by every method of a FileStore that has no path.
+var errNoPath = errors.New("autorefresh: FileStore has no path; create it with NewFileStore")
 
 // FileError reports a failed FileStore operation and the path of the token
 // file. It never holds token values.
@@ -59,15 +56,32 @@ func fileError(op, path string, err error) error {
 
 // FileStore is a TokenStore that keeps tokens in a file, so that they survive
 // restarts and can be shared by several processes. Create one with
-// NewFileStore; the zero value has no path and is not usable.
+// NewFileStore; the zero value has no path, and its methods return an error
+// saying so.
 //
 // The file is indented JSON that a person can read:
 //
 //	{
 //	  "accessToken": "eyJhbGciOi...",
 //	  "refreshToken": "8xLOxBtZp8...",
-//	  "expiry": "2026-05-04T10:20:30Z"
+//	  "tokenType": "Bearer",
+//	  "expiry": "2026-05-04T10:20:30Z",
+//	  "version": 7
 //	}
+//
+// "accessToken" and "refreshToken" are always written (one may be ""),
+// "tokenType" only when the token endpoint gave one, and "expiry" (RFC 3339,
+// UTC) when the expiry is known, from Tokens.Expiry or the access token's JWT
+// "exp" claim. "version" counts the saves: every successful save writes the
+// version of the file it replaces plus one, starting from 1. The version of a
+// file is its "version" member, a decimal integer from 0 to 2^53-1, even when
+// the rest of the file is corrupt. A file without a valid one has version 0:
+// a file of an older release, which loads as before, and a file that is not
+// a JSON object at all. Other members are ignored. Files are at most 1 MiB
+// (1,048,576 bytes). There is no
+// record of an empty store: Clear removes the file, and a missing file is
+// an empty store at version 0. Deleting the file is therefore a logout, for
+// every process that shares it, and FileStore never reports ErrTokensLost.
 //
 // Save writes a temporary file in the same directory with mode 0600, syncs
 // it, renames it over the token file and syncs the directory, so readers and
@@ -77,34 +91,46 @@ func fileError(op, path string, err error) error {
 // Missing parent directories are created with mode 0700.
 //
 // FileStore refuses a token file that is a symbolic link or not a regular
-// file: Load, Save and Clear return an error wrapping ErrUnsafeFile, so a
-// link planted at the path can neither feed it tokens nor receive them. On
-// Linux, macOS and the BSDs, Load also refuses a file that group or others
-// may write (its tokens could have been planted; "chmod 600" fixes it), and
+// file: its methods return an error wrapping ErrUnsafeFile, so a link
+// planted at the path can neither feed it tokens nor receive them. On Linux,
+// macOS and the BSDs, Load also refuses a file that group or others may
+// write (its tokens could have been planted; "chmod 600" fixes it), and
 // takes the read permission of group and others away from a file that
 // grants it. Save always writes a fresh file with mode 0600. Errors name the
 // path and never hold token values.
 //
-// FileStore implements Locker; see Lock. It is safe for concurrent use by
-// multiple goroutines, and several FileStore values and processes may share
-// one file.
+// FileStore implements Locker (see Lock) and VersionedStore. Its conditional
+// changes, SaveVersion and ClearVersion, read the file's version and then
+// replace or remove the file: they are atomic with respect to other
+// processes and FileStore values only while the caller holds Lock, which is
+// how the Transport calls them. Without the lock they never leave a torn or
+// mixed file, but two of them may both succeed, and a slow one may write
+// its version over a newer one; the same holds for the version that Save
+// increments.
+//
+// FileStore is safe for concurrent use by multiple goroutines, and several
+// FileStore values and processes may share one file. It prints as its path
+// in every fmt verb and in slog.
 type FileStore struct {
 	path string
 }
 
+var _ VersionedStore = (*FileStore)(nil)
+
 // NewFileStore returns a FileStore that keeps tokens in the file at path. A
 // relative path is resolved against the working directory at each call.
-// Nothing is read or written until the first call.
+// Nothing is read or written until the first call. With an empty path every
+// method returns an error.
 func NewFileStore(path string) *FileStore {
 	return &FileStore{path: path}
 }
 
-// tokenFile is the JSON form of a token file. It is kept apart from Tokens so
-// that the format on disk does not change with that type.
-type tokenFile struct {
-	AccessToken  string    `json:"accessToken"`
-	RefreshToken string    `json:"refreshToken"`
-	Expiry       time.Time `json:"expiry,omitzero"`
+// check returns errNoPath for a FileStore without a path.
+func (s *FileStore) check() error {
+	if s == nil || s.path == "" {
+		return errNoPath
+	}
+	return nil
 }
 
 // Load returns the tokens in the file. It returns an error wrapping
@@ -116,125 +142,63 @@ type tokenFile struct {
 // When the file holds an expiry, the returned Tokens has Expiry set even if
 // the saved one left it to the JWT "exp" claim (see Save).
 func (s *FileStore) Load(ctx context.Context) (Tokens, error) {
-	data, err := readTokenFile(s.path)
-	if err != nil {
-		return Tokens{}, fileError("load", s.path, err)
-	}
-	t, err := decodeTokenFile(data)
-	if err != nil {
-		return Tokens{}, fileError("load", s.path, err)
-	}
-	return t, nil
+	t, _, err := s.LoadVersion(ctx)
+	return t, err
 }
 
-func readTokenFile(path string) ([]byte, error) {
-	fi, err := os.Lstat(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, ErrNoTokens
+// LoadVersion is Load that also returns the version of the file (see
+// FileStore): 0 for a missing file. With an error for a corrupt file, it
+// returns the version that SaveVersion and ClearVersion compare with: the
+// file's "version" member when it has a valid one, else 0.
+func (s *FileStore) LoadVersion(ctx context.Context) (Tokens, uint64, error) {
+	if err := s.check(); err != nil {
+		return Tokens{}, 0, err
 	}
+	t, v, err := loadTokenFile(s.path)
 	if err != nil {
-		return nil, err
+		return Tokens{}, v, fileError("load", s.path, err)
 	}
-	if err := checkFileType(fi); err != nil {
-		return nil, err
-	}
-	// openNoFollow and the checks on the open file close the gap between
-	// Lstat and open.
-	f, err := openNoFollow(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, ErrNoTokens // removed since Lstat
-	}
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	if fi, err = f.Stat(); err != nil {
-		return nil, err
-	}
-	if err := checkFileType(fi); err != nil {
-		return nil, err
-	}
-	if err := checkPrivate(f, fi); err != nil {
-		return nil, err
-	}
-	data, err := io.ReadAll(io.LimitReader(f, maxTokenFileSize+1))
-	if err != nil {
-		return nil, err
-	}
-	if len(data) > maxTokenFileSize {
-		return nil, fmt.Errorf("%w: larger than %d bytes", ErrCorruptFile, maxTokenFileSize)
-	}
-	return data, nil
+	return t, v, nil
 }
 
-// checkFileType refuses anything but a regular file.
-func checkFileType(fi fs.FileInfo) error {
-	switch {
-	case fi.Mode()&fs.ModeSymlink != 0:
-		return fmt.Errorf("%w: it is a symbolic link", ErrUnsafeFile)
-	case !fi.Mode().IsRegular():
-		return fmt.Errorf("%w: it is not a regular file", ErrUnsafeFile)
+// loadTokenFile reads and decodes the token file at path.
+func loadTokenFile(path string) (Tokens, uint64, error) {
+	data, err := readTokenFile(path)
+	if err != nil {
+		return Tokens{}, 0, err
 	}
-	return nil
+	return decodeTokenFile(data)
 }
 
-// decodeTokenFile parses a token file. Its errors wrap ErrCorruptFile and
-// never quote the file's content, which would leak tokens.
-func decodeTokenFile(data []byte) (Tokens, error) {
-	trimmed := bytes.TrimSpace(data)
-	if len(trimmed) == 0 {
-		return Tokens{}, fmt.Errorf("%w: file is empty", ErrCorruptFile)
-	}
-	if trimmed[0] != '{' {
-		return Tokens{}, fmt.Errorf("%w: not a JSON object", ErrCorruptFile)
-	}
-	var tf tokenFile
-	if err := json.Unmarshal(data, &tf); err != nil {
-		var (
-			syntax  *json.SyntaxError
-			typeErr *json.UnmarshalTypeError
-		)
-		switch {
-		case errors.Is(err, io.ErrUnexpectedEOF) ||
-			errors.As(err, &syntax) && syntax.Offset >= int64(len(data)):
-			return Tokens{}, fmt.Errorf("%w: truncated JSON", ErrCorruptFile)
-		case errors.As(err, &syntax):
-			return Tokens{}, fmt.Errorf("%w: invalid JSON at byte %d", ErrCorruptFile, syntax.Offset)
-		case errors.As(err, &typeErr) && typeErr.Field != "":
-			return Tokens{}, fmt.Errorf("%w: field %q has the wrong type", ErrCorruptFile, typeErr.Field)
-		default:
-			// For example an expiry that is not an RFC 3339 time. The
-			// message of err may quote the file, so it is not kept.
-			return Tokens{}, fmt.Errorf("%w: invalid field value", ErrCorruptFile)
+// fileVersion returns the version of the token file at path, which a save
+// increments and the conditional changes compare with: 0 for a missing file,
+// and the version LoadVersion reports for a corrupt one. A file refused for
+// its permissions (others may write it) has version 0, as nothing in it can
+// be trusted; a save replaces it with a private one. A symbolic link or a
+// file that is not regular is an error.
+func fileVersion(path string) (uint64, error) {
+	if fi, err := os.Lstat(path); err == nil {
+		if err := checkFileType(fi); err != nil {
+			return 0, err
 		}
 	}
-	t := Tokens{AccessToken: tf.AccessToken, RefreshToken: tf.RefreshToken, Expiry: tf.Expiry}
-	if t.IsZero() {
-		// Some other JSON file ("{}", settings, ...), not an empty store:
-		// FileStore never writes one, as Clear removes the file.
-		return Tokens{}, fmt.Errorf("%w: holds no accessToken or refreshToken", ErrCorruptFile)
+	_, v, err := loadTokenFile(path)
+	if err != nil && !errors.Is(err, ErrNoTokens) && !errors.Is(err, ErrCorruptFile) && !errors.Is(err, ErrUnsafeFile) {
+		return 0, err
 	}
-	return t, nil
+	return v, nil
 }
 
-// encodeTokenFile returns the content of a token file holding t. The expiry
-// is recorded as t.ExpiresAt reports it, so that a person reading the file
-// sees it even when it comes from the JWT.
-func encodeTokenFile(t Tokens) ([]byte, error) {
-	tf := tokenFile{AccessToken: t.AccessToken, RefreshToken: t.RefreshToken}
-	if exp := t.ExpiresAt(); !exp.IsZero() {
-		tf.Expiry = exp.UTC()
-	}
-	data, err := json.MarshalIndent(tf, "", "  ")
-	if err != nil {
-		return nil, err // only for an expiry outside years 0-9999
-	}
-	return append(data, '\n'), nil
-}
-
-// Save writes t to the file atomically with mode 0600, creating missing
-// parent directories with mode 0700. It refuses to replace a symbolic link or
-// anything but a regular file.
+// Save writes t to the file atomically with mode 0600, at the version of the
+// file it replaces plus one, creating missing parent directories with mode
+// 0700. It refuses to replace a symbolic link or anything but a regular
+// file.
+//
+// If the file would be larger than 1 MiB (the limit of Load), Save returns an
+// error wrapping ErrRecordTooLarge and leaves the file as it was. Save reads
+// the version of the file it replaces first; if it cannot read that file
+// (permission denied, an I/O error), it writes nothing and returns the
+// error.
 //
 // Save does not stop early when ctx is done: the tokens it is given may be
 // the only copy of a rotated refresh token, and dropping them would end the
@@ -243,59 +207,44 @@ func encodeTokenFile(t Tokens) ([]byte, error) {
 // Tokens with neither an access nor a refresh token make a file that Load
 // reports as corrupt; use Clear to empty the store.
 func (s *FileStore) Save(ctx context.Context, t Tokens) error {
-	if err := writeTokenFile(s.path, t); err != nil {
+	if err := s.check(); err != nil {
+		return err
+	}
+	v, err := fileVersion(s.path)
+	if err == nil {
+		_, err = writeTokenFile(s.path, t, v)
+	}
+	if err != nil {
 		return fileError("save", s.path, err)
 	}
 	return nil
 }
 
-func writeTokenFile(path string, t Tokens) (err error) {
-	data, err := encodeTokenFile(t)
+// SaveVersion implements VersionedStore: it saves t as Save does if the
+// file's version (see LoadVersion) is still prev, and returns the new
+// version, prev+1. Otherwise it writes nothing and returns an error wrapping
+// ErrVersionConflict. Call it while holding Lock; see FileStore.
+func (s *FileStore) SaveVersion(ctx context.Context, t Tokens, prev uint64) (uint64, error) {
+	if err := s.check(); err != nil {
+		return 0, err
+	}
+	v, err := fileVersion(s.path)
+	if err == nil && v != prev {
+		err = versionConflict(v, prev)
+	}
+	if err == nil {
+		v, err = writeTokenFile(s.path, t, v)
+	}
 	if err != nil {
-		return err
+		return 0, fileError("save", s.path, err)
 	}
-	dir, name := filepath.Split(path)
-	if dir == "" {
-		dir = "."
-	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return err
-	}
-	if fi, err := os.Lstat(path); err == nil {
-		if err := checkFileType(fi); err != nil {
-			return err
-		}
-	}
-	f, err := os.CreateTemp(dir, "."+name+".tmp*") // mode 0600
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(tmp)
-		}
-	}()
-	if _, err := f.Write(data); err != nil {
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	return syncDir(dir)
+	return v, nil
 }
 
 // Clear removes the file. It is not an error when the file does not exist.
 // Clear refuses to remove a symbolic link or anything but a regular file,
 // since that would leave the tokens it points to in place. The lock file
-// (see Lock) is left in place.
+// (see Lock) is left in place. The empty store has version 0.
 //
 // Clear also removes the temporary files that an interrupted Save left
 // beside the token file, since they may hold tokens: the regular files in
@@ -303,155 +252,53 @@ func writeTokenFile(path string, t Tokens) (err error) {
 // adds. Symbolic links and other files are left alone. A Save that is under
 // way meanwhile in another process may then fail.
 func (s *FileStore) Clear(ctx context.Context) error {
-	fi, err := os.Lstat(s.path)
-	if err == nil {
-		err = checkFileType(fi)
+	if err := s.check(); err != nil {
+		return err
 	}
-	if err == nil {
-		err = os.Remove(s.path)
-	}
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fileError("clear", s.path, err)
-	}
-	if err := removeTempFiles(s.path); err != nil {
+	if err := removeTokenFile(s.path); err != nil {
 		return fileError("clear", s.path, err)
 	}
 	return nil
 }
 
-// removeTempFiles removes the temporary files that writeTokenFile made for
-// path and did not rename, skipping those that vanish meanwhile. It returns
-// the first error after trying them all.
-func removeTempFiles(path string) error {
-	dir, name := filepath.Split(path)
-	if dir == "" {
-		dir = "."
-	}
-	entries, err := os.ReadDir(dir)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
+// ClearVersion implements VersionedStore: it clears the store as Clear does
+// if the file's version (see LoadVersion) is still prev; with prev 0 and no
+// file, it only removes leftover temporary files. Otherwise it removes
+// nothing and returns an error wrapping ErrVersionConflict. Call it while
+// holding Lock; see FileStore.
+func (s *FileStore) ClearVersion(ctx context.Context, prev uint64) error {
+	if err := s.check(); err != nil {
 		return err
 	}
-	var first error
-	for _, e := range entries {
-		if !isTempName(e.Name(), name) || !e.Type().IsRegular() {
-			continue
-		}
-		// os.Remove does not follow a symbolic link put in the file's
-		// place since ReadDir: it removes the link.
-		if err := os.Remove(filepath.Join(dir, e.Name())); err != nil && !errors.Is(err, fs.ErrNotExist) && first == nil {
-			first = err
-		}
+	v, err := fileVersion(s.path)
+	if err == nil && v != prev {
+		err = versionConflict(v, prev)
 	}
-	return first
-}
-
-// isTempName reports whether file is the name of a temporary file that
-// writeTokenFile makes for the token file name: os.CreateTemp replaces the
-// "*" of the pattern ".<name>.tmp*" by decimal digits.
-func isTempName(file, name string) bool {
-	digits, ok := strings.CutPrefix(file, "."+name+".tmp")
-	if !ok || digits == "" {
-		return false
+	if err == nil {
+		err = removeTokenFile(s.path)
 	}
-	for _, c := range digits {
-		if c < '0' || c > '9' {
-			return false
-		}
-	}
-	return true
-}
-
-// Lock implements Locker. It blocks until this caller holds the lock of the
-// token file or ctx is done, and returns ctx.Err() in the latter case.
-// Calling the returned unlock function more than once is harmless.
-//
-// On Linux, macOS and the BSDs the lock is an advisory flock(2) on the file
-// "<path>.lock" beside the token file (created with mode 0600 and never
-// removed, since removing a lock file races with its next user). It excludes
-// other processes that lock the same file, and other FileStore values in
-// this process whatever path they use to reach it. Waiters poll for the
-// lock with a short backoff. Locks held by a process that dies are released
-// by the system. On network file systems flock may be local to one machine.
-//
-// On other systems (Windows, Plan 9, Solaris, AIX, ...) Lock only excludes
-// FileStore values in the same process that use the same path; processes
-// sharing a token file there are not coordinated, and rotating refresh
-// tokens may then be used twice.
-//
-// Within one process Lock also serializes callers through an in-process
-// lock keyed by the absolute path, so goroutines wait without polling.
-func (s *FileStore) Lock(ctx context.Context) (unlock func(), err error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	lockPath := s.path + ".lock"
-	releaseLocal, err := lockLocal(ctx, lockPath)
 	if err != nil {
-		return nil, err
+		return fileError("clear", s.path, err)
 	}
-	releaseFile, err := lockFile(ctx, lockPath)
-	if err != nil {
-		releaseLocal()
-		if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
-			return nil, err
-		}
-		return nil, fileError("lock", lockPath, err)
-	}
-	var once sync.Once
-	return func() {
-		once.Do(func() {
-			releaseFile()
-			releaseLocal()
-		})
-	}, nil
+	return nil
 }
 
-// localLocks holds the in-process locks of Lock, one per lock file, for as
-// long as someone holds or waits for them.
-var localLocks struct {
-	mu sync.Mutex // guards m
-	m  map[string]*localLock
+// String describes s by its path.
+func (s *FileStore) String() string {
+	switch {
+	case s == nil:
+		return "autorefresh.FileStore(nil)"
+	case s.path == "":
+		return "autorefresh.FileStore{no path}"
+	}
+	return "autorefresh.FileStore{" + strconv.Quote(s.path) + "}"
 }
 
-type localLock struct {
-	held chan struct{} // holds one value while locked
-	refs int           // holders and waiters; guarded by localLocks.mu
-}
+// GoString is like String.
+func (s *FileStore) GoString() string { return s.String() }
 
-// lockLocal takes the in-process lock for path, waiting until it is free or
-// ctx is done.
-func lockLocal(ctx context.Context, path string) (release func(), err error) {
-	key, err := filepath.Abs(path)
-	if err != nil {
-		key = path
-	}
-	localLocks.mu.Lock()
-	if localLocks.m == nil {
-		localLocks.m = make(map[string]*localLock)
-	}
-	l := localLocks.m[key]
-	if l == nil {
-		l = &localLock{held: make(chan struct{}, 1)}
-		localLocks.m[key] = l
-	}
-	l.refs++
-	localLocks.mu.Unlock()
+// Format implements fmt.Formatter: every verb prints s as String does.
+func (s *FileStore) Format(f fmt.State, verb rune) { io.WriteString(f, s.String()) }
 
-	done := func() {
-		localLocks.mu.Lock()
-		if l.refs--; l.refs == 0 {
-			delete(localLocks.m, key)
-		}
-		localLocks.mu.Unlock()
-	}
-	select {
-	case l.held <- struct{}{}:
-		return func() { <-l.held; done() }, nil
-	case <-ctx.Done():
-		done()
-		return nil, ctx.Err()
-	}
-}
+// LogValue implements slog.LogValuer: s is logged as String describes it.
+func (s *FileStore) LogValue() slog.Value { return slog.StringValue(s.String()) }

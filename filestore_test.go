@@ -2,10 +2,10 @@ package autorefresh
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -16,8 +16,10 @@ import (
 	"time"
 )
 
-var _ TokenStore = (*FileStore)(nil)
-var _ Locker = (*FileStore)(nil)
+var (
+	_ VersionedStore = (*FileStore)(nil)
+	_ Locker         = (*FileStore)(nil)
+)
 
 // tokenPath returns a token file path in a fresh temporary directory.
 func tokenPath(t *testing.T) string {
@@ -41,6 +43,7 @@ func TestFileStoreRoundTrip(t *testing.T) {
 		{"no refresh token", Tokens{AccessToken: "a"}, time.Time{}},
 		{"no access token", Tokens{RefreshToken: "r"}, time.Time{}},
 		{"unicode and quotes", Tokens{AccessToken: `a"\<>&é`, RefreshToken: "r\n\t"}, time.Time{}},
+		{"token type", Tokens{AccessToken: "a", RefreshToken: "r", TokenType: "DPoP"}, time.Time{}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -54,6 +57,9 @@ func TestFileStoreRoundTrip(t *testing.T) {
 			}
 			if got.AccessToken != tt.save.AccessToken || got.RefreshToken != tt.save.RefreshToken {
 				t.Errorf("Load returned other token values than were saved")
+			}
+			if got.TokenType != tt.save.TokenType {
+				t.Errorf("TokenType = %q; want %q", got.TokenType, tt.save.TokenType)
 			}
 			if !got.Expiry.Equal(tt.wantExpiry) {
 				t.Errorf("Expiry = %v; want %v", got.Expiry, tt.wantExpiry)
@@ -79,40 +85,6 @@ func TestFileStoreOverwrite(t *testing.T) {
 		}
 		if got.AccessToken != want.AccessToken || got.RefreshToken != want.RefreshToken {
 			t.Errorf("Load after save %d returned other token values", i)
-		}
-	}
-}
-
-func TestFileStoreFormat(t *testing.T) {
-	path := tokenPath(t)
-	s := NewFileStore(path)
-	exp := time.Date(2031, 5, 4, 10, 20, 30, 0, time.UTC)
-	access := testJWT(t, exp)
-	if err := s.Save(context.Background(), Tokens{AccessToken: access, RefreshToken: "refresh-xyz"}); err != nil {
-		t.Fatal(err)
-	}
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var m map[string]any
-	if err := json.Unmarshal(data, &m); err != nil {
-		t.Fatalf("file is not JSON: %v", err)
-	}
-	for key, want := range map[string]string{
-		"accessToken":  access,
-		"refreshToken": "refresh-xyz",
-		"expiry":       "2031-05-04T10:20:30Z",
-	} {
-		if got, _ := m[key].(string); got != want {
-			t.Errorf("field %q = %q; want %q", key, got, want)
-		}
-	}
-	// Readable by a person: one field per line, indented, ending in a newline.
-	text := string(data)
-	for _, want := range []string{"{\n  \"accessToken\": ", ",\n  \"refreshToken\": \"refresh-xyz\",\n", "\n  \"expiry\": \"2031-05-04T10:20:30Z\"\n}\n"} {
-		if !strings.Contains(text, want) {
-			t.Errorf("file does not contain %q:\n%s", want, text)
 		}
 	}
 }
@@ -180,71 +152,29 @@ const (
 	secretRefresh = "SECRET-REFRESH-6b5c4d"
 )
 
-func TestFileStoreCorrupt(t *testing.T) {
-	valid, err := encodeTokenFile(Tokens{AccessToken: secretAccess, RefreshToken: secretRefresh, Expiry: time.Unix(2e9, 0)})
-	if err != nil {
-		t.Fatal(err)
+// checkUnsafe checks that every method but Lock refuses the token file of s
+// with ErrUnsafeFile.
+func checkUnsafe(t *testing.T, s *FileStore) {
+	t.Helper()
+	ctx := context.Background()
+	pair := Tokens{AccessToken: "new-a", RefreshToken: "new-r"}
+	errs := map[string]error{
+		"Save":         s.Save(ctx, pair),
+		"Clear":        s.Clear(ctx),
+		"ClearVersion": s.ClearVersion(ctx, 0),
 	}
-	tests := map[string]string{
-		"empty":            "",
-		"blank":            " \n\t\n",
-		"null":             "null",
-		"array":            `["` + secretAccess + `"]`,
-		"string":           `"` + secretAccess + `"`,
-		"garbage":          secretAccess + secretRefresh,
-		"trailing data":    string(valid) + secretRefresh,
-		"wrong type":       `{"accessToken": 12345, "refreshToken": "` + secretRefresh + `"}`,
-		"bad expiry":       `{"accessToken": "` + secretAccess + `", "expiry": "` + secretRefresh + `"}`,
-		"bad string":       `{"accessToken": "` + secretAccess + `\q"}`,
-		"unquoted":         `{"accessToken": ` + secretAccess + `}`,
-		"binary":           "\x00\x01\x02" + secretAccess,
-		"too large":        "{" + strings.Repeat(" ", maxTokenFileSize) + "}",
-		"too large secret": `{"accessToken": "` + strings.Repeat(secretAccess, maxTokenFileSize/len(secretAccess)) + `"}`,
-		// JSON objects without a token are some other file, not an empty
-		// store.
-		"empty object":      "{}",
-		"other JSON object": `{"theme": "dark"}`,
-		"empty tokens":      `{"accessToken": "", "refreshToken": ""}`,
-		"only expiry":       `{"expiry": "2031-05-04T10:20:30Z"}`,
-		"null tokens":       `{"accessToken": null, "refreshToken": null}`,
-	}
-	// Every truncation of a valid file. Only the final newline may go.
-	for n := range len(valid) - 1 {
-		tests[fmt.Sprintf("truncated to %d bytes", n)] = string(valid[:n])
-	}
-	dir := t.TempDir()
-	for name, content := range tests {
-		t.Run(name, func(t *testing.T) {
-			path := filepath.Join(dir, "tokens.json")
-			if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
-				t.Fatal(err)
-			}
-			got, err := NewFileStore(path).Load(context.Background())
-			if !errors.Is(err, ErrCorruptFile) {
-				t.Fatalf("Load = %v, %v; want an error wrapping ErrCorruptFile", got, err)
-			}
-			var fe *FileError
-			if !errors.As(err, &fe) || fe.Path != path {
-				t.Errorf("error %#v is not a *FileError for %s", err, path)
-			}
-			msg := err.Error()
-			if !strings.Contains(msg, path) {
-				t.Errorf("error %q does not name the path %s", msg, path)
-			}
-			if !strings.HasPrefix(msg, "autorefresh: ") {
-				t.Errorf("error %q does not start with the package name", msg)
-			}
-			for _, s := range []string{"SECRET", "ACCESS", "REFRESH", "d9f8a7", "6b5c4d"} {
-				if strings.Contains(msg, s) {
-					t.Errorf("error %q contains part of a token value", msg)
-				}
-			}
-		})
+	_, errs["Load"] = s.Load(ctx)
+	_, _, errs["LoadVersion"] = s.LoadVersion(ctx)
+	_, errs["SaveVersion"] = s.SaveVersion(ctx, pair, 0)
+	for op, err := range errs {
+		if !errors.Is(err, ErrUnsafeFile) {
+			t.Errorf("%s(%s) error = %v; want ErrUnsafeFile", op, s.path, err)
+		}
 	}
 }
 
 // TestFileStoreUnsafe checks that symbolic links and other non-regular files
-// are refused by Load, Save and Clear, and left as they are.
+// are refused by every method, and left as they are.
 func TestFileStoreUnsafe(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
@@ -263,16 +193,7 @@ func TestFileStoreUnsafe(t *testing.T) {
 	}
 
 	for _, path := range []string{link, notRegular} {
-		s := NewFileStore(path)
-		if _, err := s.Load(ctx); !errors.Is(err, ErrUnsafeFile) {
-			t.Errorf("Load(%s) error = %v; want ErrUnsafeFile", path, err)
-		}
-		if err := s.Save(ctx, Tokens{AccessToken: "new-a", RefreshToken: "new-r"}); !errors.Is(err, ErrUnsafeFile) {
-			t.Errorf("Save(%s) error = %v; want ErrUnsafeFile", path, err)
-		}
-		if err := s.Clear(ctx); !errors.Is(err, ErrUnsafeFile) {
-			t.Errorf("Clear(%s) error = %v; want ErrUnsafeFile", path, err)
-		}
+		checkUnsafe(t, NewFileStore(path))
 	}
 	if fi, err := os.Lstat(link); err != nil || fi.Mode()&fs.ModeSymlink == 0 {
 		t.Errorf("the symbolic link was replaced or removed (Lstat: %v, %v)", fi, err)
@@ -284,16 +205,21 @@ func TestFileStoreUnsafe(t *testing.T) {
 	if entries, _ := os.ReadDir(notRegular); len(entries) != 0 {
 		t.Errorf("Save wrote into the directory at the token path: %v", entries)
 	}
+}
 
-	// A symbolic link at the lock file's place is refused too.
-	if crossProcessLock {
-		path := filepath.Join(dir, "locked.json")
-		if err := os.Symlink(target, path+".lock"); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := NewFileStore(path).Lock(ctx); !errors.Is(err, ErrUnsafeFile) {
-			t.Errorf("Lock with a linked lock file: error = %v; want ErrUnsafeFile", err)
-		}
+// TestFileStoreUnsafeLockFile checks that Lock refuses a symbolic link at
+// the lock file's place.
+func TestFileStoreUnsafeLockFile(t *testing.T) {
+	if !crossProcessLock {
+		t.Skip("no lock file on " + runtime.GOOS)
+	}
+	dir := t.TempDir()
+	path := filepath.Join(dir, "locked.json")
+	if err := os.Symlink(filepath.Join(dir, "elsewhere"), path+".lock"); err != nil {
+		t.Skipf("cannot create symbolic links: %v", err)
+	}
+	if _, err := NewFileStore(path).Lock(context.Background()); !errors.Is(err, ErrUnsafeFile) {
+		t.Errorf("Lock with a linked lock file: error = %v; want ErrUnsafeFile", err)
 	}
 }
 
@@ -372,6 +298,66 @@ func TestFileStoreClear(t *testing.T) {
 	}
 }
 
+// makeTempFiles makes, beside the token file at path, files named as Save
+// names its temporary files (gone) and files, links and directories that are
+// not (kept), all holding tokens.
+func makeTempFiles(t *testing.T, path string) (gone, kept []string) {
+	t.Helper()
+	dir := filepath.Dir(path)
+	leftover, err := encodeTokenFile(Tokens{AccessToken: secretAccess, RefreshToken: secretRefresh}, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	write := func(name string) string {
+		t.Helper()
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, leftover, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	// Temporary files as Save names them.
+	for range 3 {
+		f, err := os.CreateTemp(dir, ".tokens.json.tmp*")
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.Write(leftover)
+		f.Close()
+		gone = append(gone, f.Name())
+	}
+	gone = append(gone, write(".tokens.json.tmp0"), write(".tokens.json.tmp4294967295"))
+
+	// Files that are not this store's temporary files.
+	for _, name := range []string{
+		".tokens.json.tmp",       // no random part
+		".tokens.json.tmpx",      // not what CreateTemp makes
+		".tokens.json.tmp1.tmp2", // a temporary file of "tokens.json.tmp1"
+		".tokens.json.tmp.tmp3",  // a temporary file of "tokens.json.tmp"
+		"tokens.json.tmp5",       // no leading dot
+		".other.json.tmp6",       // another store's
+		".tokens.json.tmp7.lock", // not a temporary file
+		"x.tokens.json.tmp8",     // other prefix
+		".tokens.jsonx.tmp9",     // other name
+		".Tokens.json.tmp10",     // other case
+	} {
+		kept = append(kept, write(name))
+	}
+	target := filepath.Join(t.TempDir(), "target.json")
+	if err := os.WriteFile(target, leftover, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(dir, ".tokens.json.tmp11")
+	if err := os.Symlink(target, link); err == nil {
+		kept = append(kept, link, target)
+	}
+	sub := filepath.Join(dir, ".tokens.json.tmp12")
+	if err := os.Mkdir(sub, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	return gone, append(kept, sub)
+}
+
 // TestFileStoreClearTempFiles checks that Clear removes the temporary files
 // that a crash during Save leaves beside the token file, since they hold
 // tokens, and leaves every other file alone.
@@ -392,61 +378,8 @@ func TestFileStoreClearTempFiles(t *testing.T) {
 				t.Fatal(err)
 			}
 			unlock()
-			leftover, err := encodeTokenFile(Tokens{AccessToken: secretAccess, RefreshToken: secretRefresh})
-			if err != nil {
-				t.Fatal(err)
-			}
-			write := func(name string) string {
-				t.Helper()
-				p := filepath.Join(dir, name)
-				if err := os.WriteFile(p, leftover, 0o600); err != nil {
-					t.Fatal(err)
-				}
-				return p
-			}
-			// Temporary files as Save names them.
-			var gone []string
-			for range 3 {
-				f, err := os.CreateTemp(dir, ".tokens.json.tmp*")
-				if err != nil {
-					t.Fatal(err)
-				}
-				f.Write(leftover)
-				f.Close()
-				gone = append(gone, f.Name())
-			}
-			gone = append(gone, write(".tokens.json.tmp0"), write(".tokens.json.tmp4294967295"))
-
-			// Files that are not this store's temporary files.
-			kept := []string{path + ".lock"}
-			for _, name := range []string{
-				".tokens.json.tmp",       // no random part
-				".tokens.json.tmpx",      // not what CreateTemp makes
-				".tokens.json.tmp1.tmp2", // a temporary file of "tokens.json.tmp1"
-				".tokens.json.tmp.tmp3",  // a temporary file of "tokens.json.tmp"
-				"tokens.json.tmp5",       // no leading dot
-				".other.json.tmp6",       // another store's
-				".tokens.json.tmp7.lock", // not a temporary file
-				"x.tokens.json.tmp8",     // other prefix
-				".tokens.jsonx.tmp9",     // other name
-				".Tokens.json.tmp10",     // other case
-			} {
-				kept = append(kept, write(name))
-			}
-			target := filepath.Join(t.TempDir(), "target.json")
-			if err := os.WriteFile(target, leftover, 0o600); err != nil {
-				t.Fatal(err)
-			}
-			link := filepath.Join(dir, ".tokens.json.tmp11")
-			if err := os.Symlink(target, link); err == nil {
-				kept = append(kept, link, target)
-			}
-			sub := filepath.Join(dir, ".tokens.json.tmp12")
-			if err := os.Mkdir(sub, 0o700); err != nil {
-				t.Fatal(err)
-			}
-			kept = append(kept, sub)
-
+			gone, kept := makeTempFiles(t, path)
+			kept = append(kept, path+".lock")
 			if err := s.Clear(ctx); err != nil {
 				t.Fatalf("Clear: %v", err)
 			}
@@ -502,6 +435,21 @@ func TestFileStoreClearConcurrent(t *testing.T) {
 	}
 }
 
+// checkSavedPair loads s and checks that it holds a pair that
+// TestFileStoreConcurrentSaveLoad saved.
+func checkSavedPair(ctx context.Context, s *FileStore, pad string) error {
+	got, err := s.Load(ctx)
+	if err != nil {
+		return fmt.Errorf("Load: %w", err)
+	}
+	a, aok := strings.CutPrefix(got.AccessToken, "a-")
+	r, rok := strings.CutPrefix(got.RefreshToken, "r-")
+	if !aok || !rok || a != r || !strings.HasSuffix(a, pad) {
+		return errors.New("Load returned a pair that was never saved")
+	}
+	return nil
+}
+
 // TestFileStoreConcurrentSaveLoad saves and loads from many goroutines
 // through two FileStore values and checks that every Load sees one complete
 // saved pair, never a torn or empty file, and that no temporary file is
@@ -542,24 +490,15 @@ func TestFileStoreConcurrentSaveLoad(t *testing.T) {
 		}()
 	}
 	for r := range readers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			for n := 0; n < 10 || !done.Load(); n++ {
-				got, err := stores[r%2].Load(ctx)
 				loads.Add(1)
-				if err != nil {
-					fail(fmt.Errorf("Load: %w", err))
-					return
-				}
-				a, aok := strings.CutPrefix(got.AccessToken, "a-")
-				r, rok := strings.CutPrefix(got.RefreshToken, "r-")
-				if !aok || !rok || a != r || !strings.HasSuffix(a, pad) {
-					fail(errors.New("Load returned a pair that was never saved"))
+				if err := checkSavedPair(ctx, stores[r%2], pad); err != nil {
+					fail(err)
 					return
 				}
 			}
-		}()
+		})
 	}
 	wwg.Wait()
 	done.Store(true)
@@ -581,242 +520,263 @@ func TestFileStoreConcurrentSaveLoad(t *testing.T) {
 	t.Logf("%d saves, %d loads", writers*saves, loads.Load())
 }
 
-// linkedPath returns path reached through a symbolic link to its directory,
-// so that it names the same file by another absolute path. The in-process
-// lock, keyed by path, then does not apply and only the file lock excludes.
-func linkedPath(t *testing.T, path string) string {
+// fileContent returns the content of the file at path, or "" when it does
+// not exist.
+func fileContent(t *testing.T, path string) string {
 	t.Helper()
-	link := filepath.Join(t.TempDir(), "link")
-	if err := os.Symlink(filepath.Dir(path), link); err != nil {
-		t.Skipf("cannot create symbolic links: %v", err)
+	data, err := os.ReadFile(path)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		t.Fatal(err)
 	}
-	return filepath.Join(link, filepath.Base(path))
+	return string(data)
 }
 
-// TestFileStoreLockExcludes runs read-modify-write cycles of a counter in
-// the token file under Lock from many goroutines through several FileStore
-// values, and checks that holders never overlap and no update is lost.
-func TestFileStoreLockExcludes(t *testing.T) {
-	path := tokenPath(t)
-	paths := map[string]string{"same path": path}
-	if crossProcessLock {
-		paths["other path to the same file"] = linkedPath(t, path)
+// A versionStep is one change in a walk of a VersionedStore through its
+// versions: the change, whether it must fail with ErrVersionConflict (and
+// change nothing), and the version and access token that LoadVersion
+// reports after it ("" for an empty store).
+type versionStep struct {
+	name     string
+	change   func(context.Context, VersionedStore) error
+	conflict bool
+	version  uint64
+	access   string
+}
+
+func stepSave(access string) func(context.Context, VersionedStore) error {
+	return func(ctx context.Context, s VersionedStore) error { return s.Save(ctx, Tokens{AccessToken: access}) }
+}
+
+func stepSaveVersion(access string, prev uint64) func(context.Context, VersionedStore) error {
+	return func(ctx context.Context, s VersionedStore) error {
+		v, err := s.SaveVersion(ctx, Tokens{AccessToken: access}, prev)
+		if err == nil && v != prev+1 {
+			err = fmt.Errorf("SaveVersion(%d) returned version %d; want %d", prev, v, prev+1)
+		}
+		return err
 	}
-	for name, other := range paths {
+}
+
+func stepClear(ctx context.Context, s VersionedStore) error { return s.Clear(ctx) }
+
+func stepClearVersion(prev uint64) func(context.Context, VersionedStore) error {
+	return func(ctx context.Context, s VersionedStore) error { return s.ClearVersion(ctx, prev) }
+}
+
+// checkLoadVersion checks that s holds the access token access (none when
+// "") at version want. An empty FileStore must not report ErrTokensLost.
+func checkLoadVersion(t *testing.T, s VersionedStore, want uint64, access string) {
+	t.Helper()
+	got, v, err := s.LoadVersion(context.Background())
+	switch {
+	case access != "" && (err != nil || got.AccessToken != access):
+		t.Fatalf("LoadVersion = %q, %v; want %q", got.AccessToken, err, access)
+	case access == "" && (!errors.Is(err, ErrNoTokens) || errors.Is(err, ErrTokensLost)):
+		t.Fatalf("LoadVersion of an empty store: %v; want ErrNoTokens and not ErrTokensLost", err)
+	case v != want:
+		t.Fatalf("LoadVersion: version = %d; want %d", v, want)
+	}
+}
+
+// TestFileStoreVersions walks a FileStore through saves, conditional saves
+// and clears, and checks the version of each state and that a conditional
+// change with a stale version changes nothing.
+func TestFileStoreVersions(t *testing.T) {
+	ctx := context.Background()
+	path := tokenPath(t)
+	s := NewFileStore(path)
+	checkLoadVersion(t, s, 0, "")
+	for _, step := range []versionStep{
+		{"SaveVersion(1) of a missing file", stepSaveVersion("x", 1), true, 0, ""},
+		{"ClearVersion(1) of a missing file", stepClearVersion(1), true, 0, ""},
+		{"ClearVersion(0) of a missing file", stepClearVersion(0), false, 0, ""},
+		{"Save", stepSave("a1"), false, 1, "a1"},
+		{"Save again", stepSave("a2"), false, 2, "a2"},
+		{"SaveVersion(1) at version 2", stepSaveVersion("x", 1), true, 2, "a2"},
+		{"SaveVersion(3) at version 2", stepSaveVersion("x", 3), true, 2, "a2"},
+		{"ClearVersion(1) at version 2", stepClearVersion(1), true, 2, "a2"},
+		{"SaveVersion(2) at version 2", stepSaveVersion("a3", 2), false, 3, "a3"},
+		{"ClearVersion(3) at version 3", stepClearVersion(3), false, 0, ""},
+		{"SaveVersion(0) after a clear", stepSaveVersion("a4", 0), false, 1, "a4"},
+		{"Clear", stepClear, false, 0, ""},
+		{"Clear again", stepClear, false, 0, ""},
+	} {
+		before := fileContent(t, path)
+		err := step.change(ctx, s)
+		if step.conflict {
+			var fe *FileError
+			if !errors.Is(err, ErrVersionConflict) || !errors.As(err, &fe) || fe.Path != path {
+				t.Fatalf("%s: %v; want a *FileError wrapping ErrVersionConflict", step.name, err)
+			}
+			if fileContent(t, path) != before {
+				t.Fatalf("%s changed the file", step.name)
+			}
+		} else if err != nil {
+			t.Fatalf("%s: %v", step.name, err)
+		}
+		checkLoadVersion(t, s, step.version, step.access)
+	}
+	if _, err := os.Lstat(path); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("file after Clear: Lstat error = %v; want ErrNotExist", err)
+	}
+}
+
+// TestFileStoreUnversionedFile checks that files written before records had
+// a version load as version 0, and that every change takes them from there.
+func TestFileStoreUnversionedFile(t *testing.T) {
+	ctx := context.Background()
+	const old = `{
+  "accessToken": "old-access",
+  "refreshToken": "old-refresh",
+  "expiry": "2031-05-04T10:20:30Z"
+}
+`
+	changes := map[string]func(s *FileStore) error{
+		"Save": func(s *FileStore) error { return s.Save(ctx, Tokens{AccessToken: "new"}) },
+		"SaveVersion 0": func(s *FileStore) error {
+			_, err := s.SaveVersion(ctx, Tokens{AccessToken: "new"}, 0)
+			return err
+		},
+		"ClearVersion 0": func(s *FileStore) error { return s.ClearVersion(ctx, 0) },
+	}
+	for name, change := range changes {
 		t.Run(name, func(t *testing.T) {
-			ctx := context.Background()
-			stores := []*FileStore{NewFileStore(path), NewFileStore(other)}
-			if err := stores[0].Save(ctx, Tokens{AccessToken: "0"}); err != nil {
+			path := tokenPath(t)
+			if err := os.WriteFile(path, []byte(old), 0o600); err != nil {
 				t.Fatal(err)
 			}
-			const goroutines, rounds = 8, 10
-			var (
-				inside, maxInside atomic.Int32
-				wg                sync.WaitGroup
-			)
-			for g := range goroutines {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					s := stores[g%2]
-					for range rounds {
-						unlock, err := s.Lock(ctx)
-						if err != nil {
-							t.Error(err)
-							return
-						}
-						n := inside.Add(1)
-						if n > maxInside.Load() {
-							maxInside.Store(n)
-						}
-						tok, err := s.Load(ctx)
-						if err == nil {
-							var v int
-							fmt.Sscan(tok.AccessToken, &v)
-							runtime.Gosched()
-							err = s.Save(ctx, Tokens{AccessToken: fmt.Sprint(v + 1)})
-						}
-						inside.Add(-1)
-						unlock()
-						if err != nil {
-							t.Error(err)
-							return
-						}
-					}
-				}()
+			s := NewFileStore(path)
+			got, v, err := s.LoadVersion(ctx)
+			if err != nil || v != 0 || got.AccessToken != "old-access" || got.RefreshToken != "old-refresh" ||
+				!got.Expiry.Equal(time.Date(2031, 5, 4, 10, 20, 30, 0, time.UTC)) {
+				t.Fatalf("LoadVersion of an old file = %v, version %d, %v; want its tokens at version 0", got, v, err)
 			}
-			wg.Wait()
-			if got := maxInside.Load(); got != 1 {
-				t.Errorf("at most %d holders at once; want 1", got)
+			if _, err := s.SaveVersion(ctx, Tokens{AccessToken: "new"}, 1); !errors.Is(err, ErrVersionConflict) {
+				t.Errorf("SaveVersion(1) of an old file: %v; want ErrVersionConflict", err)
 			}
-			tok, err := stores[1].Load(ctx)
-			if err != nil {
+			if err := change(s); err != nil {
 				t.Fatal(err)
 			}
-			if want := fmt.Sprint(goroutines * rounds); tok.AccessToken != want {
-				t.Errorf("counter = %s; want %s (updates were lost)", tok.AccessToken, want)
+			_, v, err = s.LoadVersion(ctx)
+			switch {
+			case strings.HasPrefix(name, "Clear"):
+				if !errors.Is(err, ErrNoTokens) || v != 0 {
+					t.Errorf("LoadVersion after %s = version %d, %v; want 0, ErrNoTokens", name, v, err)
+				}
+			case err != nil || v != 1:
+				t.Errorf("LoadVersion after %s = version %d, %v; want 1, nil", name, v, err)
 			}
 		})
 	}
 }
 
-// lockWaitCanceled starts s.Lock, cancels its context and reports the error
-// Lock returned. It fails the test if Lock took the lock.
-func lockWaitCanceled(t *testing.T, s *FileStore) error {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	errc := make(chan error, 1)
-	go func() {
-		unlock, err := s.Lock(ctx)
-		if err == nil {
-			unlock()
-		}
-		errc <- err
-	}()
-	cancel()
-	err := <-errc
-	if err == nil {
-		t.Errorf("Lock took a lock that is held")
-	}
-	return err
-}
-
-func TestFileStoreLockContext(t *testing.T) {
+// TestFileStoreSaveVersionWithoutLock runs conditional saves without the
+// lock from many goroutines while another loads: the file is never torn or
+// mixed, and every save reports the version it wrote. (Without the lock
+// two saves may both succeed, and a slow one may write an older version
+// over a newer one.)
+func TestFileStoreSaveVersionWithoutLock(t *testing.T) {
+	ctx := context.Background()
 	path := tokenPath(t)
-	holder := NewFileStore(path)
-	waiters := []*FileStore{holder, NewFileStore(path)}
-	if crossProcessLock {
-		waiters = append(waiters, NewFileStore(linkedPath(t, path)))
-	}
-
-	if _, err := holder.Lock(canceledContext()); !errors.Is(err, context.Canceled) {
-		t.Errorf("Lock with a canceled context: error = %v; want context.Canceled", err)
-	}
-	unlock, err := holder.Lock(context.Background())
-	if err != nil {
+	stores := []*FileStore{NewFileStore(path), NewFileStore(path)}
+	if err := stores[0].Save(ctx, Tokens{AccessToken: "a"}); err != nil {
 		t.Fatal(err)
 	}
-	for i, w := range waiters {
-		for range 10 {
-			if err := lockWaitCanceled(t, w); !errors.Is(err, context.Canceled) {
-				t.Errorf("waiter %d: error = %v; want context.Canceled", i, err)
+	const writers, saves = 4, 20
+	var wg, rwg sync.WaitGroup
+	var done atomic.Bool
+	var wins atomic.Int64
+	for w := range writers {
+		wg.Go(func() {
+			s := stores[w%2]
+			for range saves {
+				_, prev, err := s.LoadVersion(ctx)
+				if err != nil {
+					t.Errorf("LoadVersion: %v", err)
+					return
+				}
+				v, err := s.SaveVersion(ctx, Tokens{AccessToken: fmt.Sprint("w", w)}, prev)
+				switch {
+				case err == nil && v == prev+1:
+					wins.Add(1)
+				case err == nil:
+					t.Errorf("SaveVersion(%d) = %d; want %d", prev, v, prev+1)
+				case !errors.Is(err, ErrVersionConflict):
+					t.Errorf("SaveVersion: %v", err)
+				}
 			}
-		}
+		})
 	}
-	unlock()
-	for i, w := range waiters {
-		unlock, err := w.Lock(context.Background())
-		if err != nil {
-			t.Fatalf("waiter %d: Lock after release: %v", i, err)
-		}
-		unlock()
-	}
-}
-
-func canceledContext() context.Context {
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	return ctx
-}
-
-// TestFileStoreUnlockTwice checks that a second call of an unlock function
-// does not release a lock that someone else took in between.
-func TestFileStoreUnlockTwice(t *testing.T) {
-	path := tokenPath(t)
-	a, b, c := NewFileStore(path), NewFileStore(path), NewFileStore(path)
-	if crossProcessLock {
-		c = NewFileStore(linkedPath(t, path))
-	}
-	for range 10 {
-		unlockA, err := a.Lock(context.Background())
-		if err != nil {
-			t.Fatal(err)
-		}
-		unlockA()
-		unlockB, err := b.Lock(context.Background())
-		if err != nil {
-			t.Fatal(err)
-		}
-		unlockA()
-		if err := lockWaitCanceled(t, c); !errors.Is(err, context.Canceled) {
-			t.Errorf("Lock after a double unlock: error = %v; want context.Canceled", err)
-		}
-		unlockB()
-		unlockB()
-	}
-}
-
-// TestFileStoreLockNoLeak checks that waits that end by cancellation leave
-// no open file and no in-process lock behind.
-func TestFileStoreLockNoLeak(t *testing.T) {
-	fds := func() int {
-		entries, err := os.ReadDir("/proc/self/fd")
-		if err != nil {
-			t.Skipf("cannot count open files: %v", err)
-		}
-		return len(entries)
-	}
-	path := tokenPath(t)
-	s := NewFileStore(path)
-	before := fds()
-	unlock, err := s.Lock(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	for range 50 {
-		lockWaitCanceled(t, NewFileStore(path))
-	}
-	unlock()
-	for range 50 {
-		unlock, err := s.Lock(context.Background())
-		if err != nil {
-			t.Fatal(err)
-		}
-		unlock()
-	}
-	if after := fds(); after != before {
-		t.Errorf("open files = %d after the locks; want %d as before", after, before)
-	}
-	localLocks.mu.Lock()
-	n := len(localLocks.m)
-	localLocks.mu.Unlock()
-	if n != 0 {
-		t.Errorf("%d in-process locks left; want 0", n)
-	}
-}
-
-func FuzzDecodeTokenFile(f *testing.F) {
-	valid, _ := encodeTokenFile(Tokens{AccessToken: "a", RefreshToken: "r", Expiry: time.Unix(2e9, 0)})
-	for _, seed := range []string{
-		string(valid), "", "{}", "null", "[]", `{"accessToken": 1}`, `{"expiry": "x"}`,
-		`{"theme":"dark"}`, `{"accessToken":"","refreshToken":""}`, `{"refreshToken":"r"}`,
-		string(valid[:len(valid)/2]), `{"accessToken":"a","refreshToken":"r","extra":[1,{}]}`,
-	} {
-		f.Add([]byte(seed))
-	}
-	f.Fuzz(func(t *testing.T, data []byte) {
-		got, err := decodeTokenFile(data)
-		if err != nil {
-			if !errors.Is(err, ErrCorruptFile) {
-				t.Fatalf("error %v does not wrap ErrCorruptFile", err)
+	rwg.Go(func() {
+		for !done.Load() {
+			if _, _, err := stores[1].LoadVersion(ctx); err != nil {
+				t.Errorf("LoadVersion while saving: %v", err)
+				return
 			}
-			return
-		}
-		if got.IsZero() {
-			t.Fatalf("decoded a file without tokens without an error")
-		}
-		enc, err := encodeTokenFile(got)
-		if err != nil {
-			return // an expiry that JSON cannot hold
-		}
-		again, err := decodeTokenFile(enc)
-		if err != nil {
-			t.Fatalf("cannot decode what was encoded: %v", err)
-		}
-		if again.AccessToken != got.AccessToken || again.RefreshToken != got.RefreshToken || !again.ExpiresAt().Equal(got.ExpiresAt()) {
-			t.Fatalf("re-encoding changed the tokens")
 		}
 	})
+	wg.Wait()
+	done.Store(true)
+	rwg.Wait()
+	_, v, err := stores[0].LoadVersion(ctx)
+	if err != nil || v < 2 || v > uint64(wins.Load())+1 {
+		t.Errorf("final version %d, %v; want from 2 to %d (1 + successful saves)", v, err, wins.Load()+1)
+	}
+}
+
+// TestFileStoreZero checks that a FileStore without a path returns an error
+// from every method, and creates no file (".lock" in the working directory).
+func TestFileStoreZero(t *testing.T) {
+	ctx := context.Background()
+	t.Chdir(t.TempDir())
+	for name, s := range map[string]*FileStore{"zero": {}, "NewFileStore(\"\")": NewFileStore(""), "nil": nil} {
+		t.Run(name, func(t *testing.T) {
+			errs := map[string]error{
+				"Save":         s.Save(ctx, Tokens{AccessToken: "a"}),
+				"Clear":        s.Clear(ctx),
+				"ClearVersion": s.ClearVersion(ctx, 0),
+			}
+			_, errs["Load"] = s.Load(ctx)
+			_, _, errs["LoadVersion"] = s.LoadVersion(ctx)
+			_, errs["SaveVersion"] = s.SaveVersion(ctx, Tokens{AccessToken: "a"}, 0)
+			unlock, err := s.Lock(ctx)
+			if err == nil {
+				unlock()
+			}
+			errs["Lock"] = err
+			for op, err := range errs {
+				if !errors.Is(err, errNoPath) {
+					t.Errorf("%s: error = %v; want errNoPath", op, err)
+				}
+			}
+			if entries, _ := os.ReadDir("."); len(entries) != 0 {
+				t.Errorf("the working directory holds %d entries; want none", len(entries))
+			}
+		})
+	}
+}
+
+// TestFileStorePrint checks that a FileStore prints as its path in every
+// fmt verb and in slog.
+func TestFileStorePrint(t *testing.T) {
+	const path = "dir/tokens.json"
+	want := `autorefresh.FileStore{"` + path + `"}`
+	s := NewFileStore(path)
+	for _, verb := range []string{"%v", "%+v", "%#v", "%s", "%q", "%x"} {
+		if got := fmt.Sprintf(verb, s); got != want {
+			t.Errorf("Sprintf(%q) = %s; want %s", verb, got, want)
+		}
+	}
+	var buf strings.Builder
+	slog.New(slog.NewJSONHandler(&buf, nil)).Info("m", "store", s)
+	if got := buf.String(); !strings.Contains(got, `"store":"autorefresh.FileStore{\"dir/tokens.json\"}"`) {
+		t.Errorf("slog JSON = %s; want the store as its path", got)
+	}
+	for s, want := range map[*FileStore]string{nil: "autorefresh.FileStore(nil)", {}: "autorefresh.FileStore{no path}"} {
+		if got := fmt.Sprintf("%+v", s); got != want {
+			t.Errorf("Sprintf(%%+v) = %s; want %s", got, want)
+		}
+	}
 }
 
 func TestFileStoreNeverPrintsTokens(t *testing.T) {

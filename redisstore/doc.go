@@ -24,6 +24,54 @@
 // Every replica uses the same key. The pair is stored as JSON under it; the
 // lock lives under the key followed by ":lock".
 //
+// # Stored values
+//
+// The key holds one of two JSON values, written on one line:
+//
+//	{"accessToken":"eyJhbGciOi...","refreshToken":"8xLOxBtZp8...","tokenType":"Bearer","expiry":"2026-05-04T10:20:30Z","version":7}
+//	{"version":8,"cleared":true}
+//
+// The first is a record: the token pair ("accessToken" and "refreshToken"
+// always, one of them may be ""; "tokenType" only when the token endpoint
+// gave one; "expiry", RFC 3339, only when known) and its version. The second
+// is a tombstone, which Clear writes in place of the record. Members other
+// than these are ignored.
+//
+// The version counts the changes: every save and every clear writes the
+// stored version plus one (a missing key has version 0). A Lua script reads
+// the stored version and writes the new value in one step, so concurrent
+// saves from any number of replicas each get a version of their own, and the
+// conditional changes of autorefresh.VersionedStore, SaveVersion and
+// ClearVersion, compare and write atomically whether or not the caller
+// still holds the lock. The version of a value is its "version" member
+// written as a decimal integer from 0 to 2^53-1 (the scripts' numbers are
+// doubles). A record written by an older release has none, and counts and
+// loads as version 0. Anything else counts as version 0 too, and Load
+// reports such a value, like any value that is not a record or a tombstone,
+// with an error wrapping autorefresh.ErrCorruptRecord.
+//
+// A tombstone and a missing key both hold no tokens (Load's error wraps
+// autorefresh.ErrNoTokens), but they mean different things:
+//
+//   - A tombstone is a logout: Transport.Logout on any replica, or a refresh
+//     token that the server rejected. Every replica that reads it ends its
+//     session.
+//   - A missing key means the pair was lost, not ended: it was never saved,
+//     or Redis dropped it (FLUSHALL or FLUSHDB, eviction under an allkeys-*
+//     maxmemory policy, a restart or failover without persistence, the
+//     expiry of WithTTL, a DEL by hand). Load's error then also wraps
+//     autorefresh.ErrTokensLost, and a Transport that still holds a pair saves
+//     it again and goes on, instead of logging every replica out.
+//
+// So deleting the key does not log the replicas out. To end the session for
+// all of them, call Logout (Store.Clear), or write a tombstone whose version
+// is above the stored one. A tombstone gets the TTL of WithTTL, like a
+// record, and no expiry without it: it must live as long as the pair it
+// replaced could still be refreshed, because a replica that holds that pair
+// in memory would take a missing key for lost data and save the pair again.
+// With WithTTL set to the refresh token's lifetime, the pair can no longer be
+// refreshed when its tombstone expires.
+//
 // # Deadlines
 //
 // go-redis ignores the deadlines of contexts unless
@@ -32,13 +80,21 @@
 // redis.RingOptions): without it, a command to a Redis that hangs waits for
 // the client's ReadTimeout and WriteTimeout (5 seconds by default), retried
 // up to MaxRetries times, whatever the deadline of the request or refresh
-// that runs it. Set ContextTimeoutEnabled to true. With it, Load, Save,
-// Clear and Lock return by the deadline of their context, and the unlock
-// function returned by Lock by the deadline of Lock's context; clean-up that
-// must outlive it (deleting a lock that a failed command may have taken, or
-// a release that Redis has not confirmed) runs in the background, and ends
+// that runs it. Set ContextTimeoutEnabled to true. With it, Load, Clear and
+// Lock return by the deadline of their context, and the unlock function
+// returned by Lock by the deadline of Lock's context; clean-up that must
+// outlive it (deleting a lock that a failed command may have taken, or a
+// release that Redis has not confirmed) runs in the background, and ends
 // within a bounded time: each of its commands times out within the lease,
 // and within 5 seconds.
+//
+// Save and SaveVersion are the exception: they do not end with their
+// context, but give the write the time set by WithSaveTimeout (10 seconds by
+// default), or until the context's deadline if that is later. The pair they
+// save may be the only copy of a refresh token that the server just rotated:
+// if a write held back near the end of a refresh (a failover, CLIENT PAUSE
+// WRITE) were given up at the refresh's deadline, Redis would keep the spent
+// pair and the next replica would use it.
 //
 // # What the lock guarantees, and what it does not
 //
@@ -67,12 +123,17 @@
 // The lock carries no fencing token: the refresh endpoint cannot reject a
 // late holder. It is an efficiency lock that keeps replicas from spending
 // the single-use refresh token twice in the normal case, not a correctness
-// guarantee under every failure. When it fails, the cost is what it would
+// guarantee under every failure. The versions of the stored values fence
+// the store itself: a late holder's SaveVersion or ClearVersion fails with
+// autorefresh.ErrVersionConflict instead of overwriting or clearing the
+// pair that another replica saved meanwhile. When it fails, the cost is what it would
 // have been without it: a refresh-token reuse, and with some providers the
 // end of the session (autorefresh.ErrSessionExpired), after which the
 // application logs in again.
 //
-// Token values are never put in errors. Errors begin with
-// "autorefresh: redisstore:" and wrap the Redis client's or the context's
-// error.
+// Token values are never put in errors, and a Store prints as its keys in
+// every fmt verb and in slog, never with the client (whose options may hold
+// a password). Errors begin with "autorefresh: redisstore:", name the
+// operation and the key, and wrap the autorefresh sentinel, the Redis
+// client's or the context's error.
 package redisstore

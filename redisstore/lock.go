@@ -61,6 +61,9 @@ const maxReleaseWait = 5 * time.Second
 // still have taken the lock in Redis: Lock then deletes it in the
 // background, bounded like the release.
 func (s *Store) Lock(ctx context.Context) (unlock func(), err error) {
+	if err := s.check(); err != nil {
+		return nil, err
+	}
 	owner := crand.Text()
 	if err := s.acquire(ctx, owner); err != nil {
 		return nil, err

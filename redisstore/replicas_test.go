@@ -52,7 +52,9 @@ func (g *generations) at(now time.Time) (n, expired int, newest time.Time) {
 type replicaRun struct {
 	requests, failed int64
 	adopted          int64 // refreshes done by adopting another replica's pair
-	firstFailure     string
+
+	mu           sync.Mutex // guards firstFailure
+	firstFailure string
 
 	// When the workers were told to stop: access tokens that expired
 	// and refresh calls the server had received.
@@ -62,12 +64,41 @@ type replicaRun struct {
 	end autorefreshtest.Stats // the server once all workers were done
 }
 
+// work sends requests to url through client until stop is closed (at most
+// 2000), counting them and their failures in run.
+func (run *replicaRun) work(client *http.Client, url string, stop <-chan struct{}) {
+	for i := 0; i < 2000; i++ { // bounded, whatever the timing
+		select {
+		case <-stop:
+			return
+		default:
+		}
+		atomic.AddInt64(&run.requests, 1)
+		resp, err := client.Get(url)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				err = fmt.Errorf("status %d", resp.StatusCode)
+			}
+		}
+		if err != nil {
+			atomic.AddInt64(&run.failed, 1)
+			run.mu.Lock()
+			if run.firstFailure == "" {
+				run.firstFailure = err.Error()
+			}
+			run.mu.Unlock()
+		}
+		time.Sleep(200*time.Millisecond + rand.N(200*time.Millisecond))
+	}
+}
+
 // runReplicas runs replicas independent Transports (each with its own Redis
 // client, Store value, singleflight and connection pool) sharing one key,
 // with workers goroutines each sending requests, until expiries access
 // tokens have been replaced and the newest one is a quarter through its
 // life. withLock false hides the Store's Lock from the Transports.
-func runReplicas(t *testing.T, ttl time.Duration, replicas, workers, expiries int, withLock bool) replicaRun {
+func runReplicas(t *testing.T, ttl time.Duration, replicas, workers, expiries int, withLock bool) *replicaRun {
 	t.Helper()
 	srv := autorefreshtest.NewServer(autorefreshtest.Options{AccessTTL: ttl})
 	t.Cleanup(srv.Close)
@@ -79,8 +110,7 @@ func runReplicas(t *testing.T, ttl time.Duration, replicas, workers, expiries in
 	}
 	gens := &generations{exp: map[int64]bool{first.Expiry.UnixMilli(): true}}
 
-	var run replicaRun
-	var failMu sync.Mutex
+	run := new(replicaRun)
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	for range replicas {
@@ -108,32 +138,7 @@ func runReplicas(t *testing.T, ttl time.Duration, replicas, workers, expiries in
 		}
 		client := &http.Client{Transport: tr}
 		for range workers {
-			wg.Go(func() {
-				for i := 0; i < 2000; i++ { // bounded, whatever the timing
-					select {
-					case <-stop:
-						return
-					default:
-					}
-					atomic.AddInt64(&run.requests, 1)
-					resp, err := client.Get(srv.URL + "/api/me")
-					if err == nil {
-						resp.Body.Close()
-						if resp.StatusCode != http.StatusOK {
-							err = fmt.Errorf("status %d", resp.StatusCode)
-						}
-					}
-					if err != nil {
-						atomic.AddInt64(&run.failed, 1)
-						failMu.Lock()
-						if run.firstFailure == "" {
-							run.firstFailure = err.Error()
-						}
-						failMu.Unlock()
-					}
-					time.Sleep(200*time.Millisecond + rand.N(200*time.Millisecond))
-				}
-			})
+			wg.Go(func() { run.work(client, srv.URL+"/api/me", stop) })
 		}
 	}
 

@@ -2,9 +2,12 @@ package redisstore
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/autorefresh/autorefresh"
@@ -12,8 +15,8 @@ import (
 )
 
 var (
-	_ autorefresh.TokenStore = (*Store)(nil)
-	_ autorefresh.Locker     = (*Store)(nil)
+	_ autorefresh.VersionedStore = (*Store)(nil)
+	_ autorefresh.Locker         = (*Store)(nil)
 )
 
 // Defaults used by New when no Option overrides them.
@@ -24,35 +27,42 @@ const (
 	DefaultMinRetry = 5 * time.Millisecond
 	// DefaultMaxRetry is the longest wait of Lock between two attempts.
 	DefaultMaxRetry = 50 * time.Millisecond
+	// DefaultSaveTimeout is the least time that Save and SaveVersion
+	// give a write, whatever their context.
+	DefaultSaveTimeout = 10 * time.Second
 )
 
-// Store is an autorefresh.TokenStore that keeps one token pair in Redis, and
-// an autorefresh.Locker whose lock is held in Redis, so that several
+// Store is an autorefresh.VersionedStore that keeps one token pair in Redis,
+// and an autorefresh.Locker whose lock is held in Redis, so that several
 // processes or machines can share one session. See the package doc for the
-// lock's guarantees and limits.
+// stored values and for the lock's guarantees and limits.
 //
-// A Store is safe for concurrent use. Its zero value is not usable: create
-// one with New. Several Store values (in one process or many) that name the
-// same key share the same tokens and the same lock.
+// A Store is safe for concurrent use. Its zero value is not usable (its
+// methods return an error): create one with New. Several Store values (in
+// one process or many) that name the same key share the same tokens and the
+// same lock. A Store prints as its keys in every fmt verb and in slog, never
+// with its client, whose options may hold a Redis password.
 type Store struct {
-	client   redis.UniversalClient
-	key      string
-	lockKey  string
-	ttl      time.Duration
-	lease    time.Duration
-	minRetry time.Duration
-	maxRetry time.Duration
+	client      redis.UniversalClient
+	key         string
+	lockKey     string
+	ttl         time.Duration
+	lease       time.Duration
+	minRetry    time.Duration
+	maxRetry    time.Duration
+	saveTimeout time.Duration
 }
 
 // An Option configures a Store created by New.
 type Option func(*Store)
 
-// WithTTL makes every Save give the stored pair a time to live of d, after
-// which Redis deletes it and Load reports autorefresh.ErrNoTokens. Set it to
-// the refresh token's lifetime (the provider's idle session timeout) so that a
-// pair that can no longer be refreshed does not linger. Each Save starts the
-// TTL anew. If d is zero or negative, or WithTTL is not given, the pair never
-// expires.
+// WithTTL makes every save give the stored pair a time to live of d, after
+// which Redis deletes it and Load reports autorefresh.ErrTokensLost. Set it
+// to the refresh token's lifetime (the provider's idle session timeout) so
+// that a pair that can no longer be refreshed does not linger. Each save
+// starts the TTL anew. Clear gives its tombstone the same TTL: the pair it
+// replaced cannot be refreshed after that either. If d is zero or negative,
+// or WithTTL is not given, pairs and tombstones never expire.
 func WithTTL(d time.Duration) Option {
 	return func(s *Store) { s.ttl = max(d, 0) }
 }
@@ -99,18 +109,32 @@ func WithRetryInterval(minInterval, maxInterval time.Duration) Option {
 	}
 }
 
+// WithSaveTimeout sets the least time that Save and SaveVersion give a
+// write to Redis, whatever the deadline or cancellation of their context:
+// the pair they save may be the only copy of a freshly rotated refresh
+// token. A context whose deadline is later gives them until then.
+// Non-positive values are ignored. The default is DefaultSaveTimeout.
+func WithSaveTimeout(d time.Duration) Option {
+	return func(s *Store) {
+		if d > 0 {
+			s.saveTimeout = d
+		}
+	}
+}
+
 // New returns a Store that keeps its token pair as JSON under key, using
 // client, which may be a *redis.Client, a *redis.ClusterClient, a failover
 // (Sentinel) client or a *redis.Ring. The store does not own client: closing
-// it is the caller's job.
+// it is the caller's job. With a nil client every method returns an error.
 func New(client redis.UniversalClient, key string, opts ...Option) *Store {
 	s := &Store{
-		client:   client,
-		key:      key,
-		lockKey:  key + ":lock",
-		lease:    DefaultLease,
-		minRetry: DefaultMinRetry,
-		maxRetry: DefaultMaxRetry,
+		client:      client,
+		key:         key,
+		lockKey:     key + ":lock",
+		lease:       DefaultLease,
+		minRetry:    DefaultMinRetry,
+		maxRetry:    DefaultMaxRetry,
+		saveTimeout: DefaultSaveTimeout,
 	}
 	for _, opt := range opts {
 		opt(s)
@@ -124,51 +148,186 @@ func (s *Store) Key() string { return s.key }
 // LockKey returns the Redis key that holds the lock.
 func (s *Store) LockKey() string { return s.lockKey }
 
-// Load returns the stored pair, or autorefresh.ErrNoTokens when the key does
-// not exist (never saved, cleared, or expired by its TTL). A value that is
-// not a JSON token pair, or holds neither an access nor a refresh token (a
-// pair with only one of them is valid), is an error.
+// errNoClient is returned by every method of a Store without a client.
+var errNoClient = errors.New("autorefresh: redisstore: Store has no Redis client; create it with New")
+
+// check returns errNoClient for a Store without a client.
+func (s *Store) check() error {
+	if s == nil || s.client == nil {
+		return errNoClient
+	}
+	return nil
+}
+
+// Load returns the stored pair. When there is none, its error wraps
+// autorefresh.ErrNoTokens, and also autorefresh.ErrTokensLost when the key
+// does not exist (see the package doc). A value that is not a record or a
+// tombstone, or a record holding neither an access nor a refresh token (a
+// pair with only one of them is valid), is an error wrapping
+// autorefresh.ErrCorruptRecord.
 func (s *Store) Load(ctx context.Context) (autorefresh.Tokens, error) {
+	t, _, err := s.LoadVersion(ctx)
+	return t, err
+}
+
+// LoadVersion implements autorefresh.VersionedStore: it is Load that also
+// returns the version of the stored value. A missing key has version 0, a
+// tombstone the version it was written with, and a record of an older
+// release, without a version, 0. With an error for a corrupt value it
+// returns the version that SaveVersion and ClearVersion compare with.
+func (s *Store) LoadVersion(ctx context.Context) (autorefresh.Tokens, uint64, error) {
+	if err := s.check(); err != nil {
+		return autorefresh.Tokens{}, 0, err
+	}
 	b, err := s.client.Get(ctx, s.key).Bytes()
 	if errors.Is(err, redis.Nil) {
-		return autorefresh.Tokens{}, autorefresh.ErrNoTokens
+		return autorefresh.Tokens{}, 0, s.wrap("load", autorefresh.ErrTokensLost)
 	}
 	if err != nil {
-		return autorefresh.Tokens{}, fmt.Errorf("autorefresh: redisstore: load %q: %w", s.key, err)
+		return autorefresh.Tokens{}, 0, s.wrap("load", err)
 	}
-	var t autorefresh.Tokens
-	// The decoder's error is left out: it can quote bytes of the value. A
-	// value without tokens ("null", "{}", other JSON) is not an empty
-	// store: Save never writes one, as Clear deletes the key.
-	if err := json.Unmarshal(b, &t); err != nil || t.IsZero() {
-		return autorefresh.Tokens{}, fmt.Errorf("autorefresh: redisstore: load %q: %w", s.key, errCorrupt)
+	t, v, cleared, err := decodeRecord(b)
+	switch {
+	case err != nil:
+		return autorefresh.Tokens{}, v, s.wrap("load", err)
+	case cleared:
+		return autorefresh.Tokens{}, v, s.wrap("load", errCleared)
 	}
-	return t, nil
+	return t, v, nil
 }
 
-// errCorrupt is wrapped by Load when the stored value is not a token pair,
-// or holds neither an access nor a refresh token.
-var errCorrupt = errors.New("stored value is not a JSON token pair")
-
-// Save stores t under the store's key, replacing what was there, with the
-// TTL set by WithTTL if any. Tokens with neither an access nor a refresh
-// token make a value that Load reports as corrupt; use Clear to empty the
-// store.
+// Save stores t under the store's key, replacing what was there, at the
+// stored version plus one (1 over a missing key), with the TTL set by
+// WithTTL if any. The version is read and written by one script, so
+// concurrent saves from any number of replicas each get a version of their
+// own. Tokens with neither an access nor a refresh token make a value that
+// Load reports as corrupt; use Clear to empty the store.
+//
+// Save does not end with ctx: it gives the write the time set by
+// WithSaveTimeout, or until ctx's deadline if that is later.
 func (s *Store) Save(ctx context.Context, t autorefresh.Tokens) error {
-	b, err := json.Marshal(t)
-	if err != nil {
-		return fmt.Errorf("autorefresh: redisstore: encode tokens: %w", err)
+	_, err := s.save(ctx, t, anyVersion)
+	return err
+}
+
+// SaveVersion implements autorefresh.VersionedStore: in one script, it saves
+// t as Save does if the stored version is still prev, and returns the new
+// version, prev+1. Otherwise it writes nothing and returns an error wrapping
+// autorefresh.ErrVersionConflict. It is atomic whether or not the caller
+// holds the lock, so a replica whose lease ran out cannot overwrite a newer
+// pair. Its context is treated as Save's.
+func (s *Store) SaveVersion(ctx context.Context, t autorefresh.Tokens, prev uint64) (uint64, error) {
+	return s.save(ctx, t, strconv.FormatUint(prev, 10))
+}
+
+func (s *Store) save(ctx context.Context, t autorefresh.Tokens, prev string) (uint64, error) {
+	if err := s.check(); err != nil {
+		return 0, err
 	}
-	if err := s.client.Set(ctx, s.key, b, s.ttl).Err(); err != nil {
-		return fmt.Errorf("autorefresh: redisstore: save %q: %w", s.key, err)
+	rec, err := recordPrefix(t)
+	if err != nil {
+		return 0, s.wrap("save", err)
+	}
+	ctx, cancel := s.saveContext(ctx)
+	defer cancel()
+	reply, err := saveScript.Run(ctx, s.client, []string{s.key}, rec, s.ttlMillis(), prev).Int64Slice()
+	if err != nil {
+		return 0, s.wrap("save", err)
+	}
+	v, err := scriptResult(reply, prev)
+	if err != nil {
+		return 0, s.wrap("save", err)
+	}
+	return v, nil
+}
+
+// saveContext returns the context of a save: ctx's values without its
+// cancellation, and a deadline that is the later of ctx's and the save
+// timeout from now.
+func (s *Store) saveContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	d := s.saveTimeout
+	if deadline, ok := ctx.Deadline(); ok {
+		d = max(d, time.Until(deadline))
+	}
+	return context.WithTimeout(context.WithoutCancel(ctx), d)
+}
+
+// Clear ends the session for every replica: it replaces the stored pair by a
+// tombstone at the stored version plus one (1 over a missing key), with the
+// TTL set by WithTTL if any. A tombstone is left as it is. Clearing an
+// empty store is not an error. See the package doc for why the key is not
+// deleted.
+func (s *Store) Clear(ctx context.Context) error {
+	return s.clear(ctx, anyVersion)
+}
+
+// ClearVersion implements autorefresh.VersionedStore: in one script, it
+// clears the store as Clear does if the stored version is still prev.
+// Otherwise it changes nothing and returns an error wrapping
+// autorefresh.ErrVersionConflict. It is atomic whether or not the caller
+// holds the lock, so a replica whose lease ran out cannot clear a pair that
+// another replica refreshed meanwhile.
+func (s *Store) ClearVersion(ctx context.Context, prev uint64) error {
+	return s.clear(ctx, strconv.FormatUint(prev, 10))
+}
+
+func (s *Store) clear(ctx context.Context, prev string) error {
+	if err := s.check(); err != nil {
+		return err
+	}
+	reply, err := clearScript.Run(ctx, s.client, []string{s.key}, s.ttlMillis(), prev).Int64Slice()
+	if err == nil {
+		_, err = scriptResult(reply, prev)
+	}
+	if err != nil {
+		return s.wrap("clear", err)
 	}
 	return nil
 }
 
-// Clear deletes the stored pair. Clearing an empty store is not an error.
-func (s *Store) Clear(ctx context.Context) error {
-	if err := s.client.Del(ctx, s.key).Err(); err != nil {
-		return fmt.Errorf("autorefresh: redisstore: clear %q: %w", s.key, err)
+// ttlMillis returns the TTL of saved values in milliseconds for the
+// scripts, 0 for none. A TTL under a millisecond is rounded up to one.
+func (s *Store) ttlMillis() int64 {
+	if s.ttl <= 0 {
+		return 0
 	}
-	return nil
+	return max(s.ttl.Milliseconds(), 1)
 }
+
+// wrap returns err as the error of the operation op on the store's key.
+func (s *Store) wrap(op string, err error) error {
+	return &opError{op: op, key: s.key, err: err}
+}
+
+// opError is the error of an operation on a key. Its text is
+// "autorefresh: redisstore: <op> <quoted key>: <err without its
+// "autorefresh: " prefix>".
+type opError struct {
+	op, key string
+	err     error
+}
+
+func (e *opError) Error() string {
+	return "autorefresh: redisstore: " + e.op + " " + strconv.Quote(e.key) + ": " +
+		strings.TrimPrefix(e.err.Error(), "autorefresh: ")
+}
+
+func (e *opError) Unwrap() error { return e.err }
+
+// String describes s by its keys. It never shows the client, whose options
+// may hold a password.
+func (s *Store) String() string {
+	if s == nil {
+		return "redisstore.Store(nil)"
+	}
+	return "redisstore.Store{key: " + strconv.Quote(s.key) + ", lockKey: " + strconv.Quote(s.lockKey) + "}"
+}
+
+// GoString is like String.
+func (s *Store) GoString() string { return s.String() }
+
+// Format implements fmt.Formatter: every verb prints s as String does.
+func (s *Store) Format(f fmt.State, verb rune) { io.WriteString(f, s.String()) }
+
+// LogValue implements slog.LogValuer: s is logged as String describes it.
+func (s *Store) LogValue() slog.Value { return slog.StringValue(s.String()) }

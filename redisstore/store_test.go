@@ -3,6 +3,8 @@ package redisstore_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -57,34 +59,45 @@ func TestSharedBetweenClients(t *testing.T) {
 	}
 }
 
+// TestLoadEmpty checks that a key that was never written loads as lost
+// tokens, which are also no tokens.
 func TestLoadEmpty(t *testing.T) {
 	_, s := setup(t)
-	got, err := s.Load(context.Background())
-	if !errors.Is(err, autorefresh.ErrNoTokens) {
-		t.Fatalf("Load of empty store: err = %v; want ErrNoTokens", err)
+	got, v, err := s.LoadVersion(context.Background())
+	if !errors.Is(err, autorefresh.ErrTokensLost) || !errors.Is(err, autorefresh.ErrNoTokens) {
+		t.Fatalf("LoadVersion of a missing key: err = %v; want ErrTokensLost and ErrNoTokens", err)
 	}
-	if !got.IsZero() {
-		t.Errorf("Load of empty store = %v; want zero Tokens", got)
+	if !got.IsZero() || v != 0 {
+		t.Errorf("LoadVersion of a missing key = %v, version %d; want zero Tokens, version 0", got, v)
 	}
 }
 
+// TestClear checks that Clear leaves a tombstone one version above what it
+// replaced, which loads as no tokens but not as lost tokens, and that a
+// second Clear leaves it as it is.
 func TestClear(t *testing.T) {
 	c, s := setup(t)
 	ctx := context.Background()
 	if err := s.Clear(ctx); err != nil {
-		t.Fatalf("Clear of empty store: %v", err)
+		t.Fatalf("Clear of a missing key: %v", err)
+	}
+	if got := c.Get(ctx, s.Key()).Val(); got != `{"version":1,"cleared":true}` {
+		t.Errorf("value after Clear of a missing key = %s; want the tombstone at version 1", got)
 	}
 	if err := s.Save(ctx, autorefresh.Tokens{AccessToken: "a", RefreshToken: "r"}); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Clear(ctx); err != nil {
-		t.Fatalf("Clear: %v", err)
-	}
-	if _, err := s.Load(ctx); !errors.Is(err, autorefresh.ErrNoTokens) {
-		t.Errorf("Load after Clear: err = %v; want ErrNoTokens", err)
-	}
-	if n := c.Exists(ctx, s.Key()).Val(); n != 0 {
-		t.Errorf("EXISTS after Clear = %d; want 0", n)
+	for i := range 2 {
+		if err := s.Clear(ctx); err != nil {
+			t.Fatalf("Clear #%d: %v", i+1, err)
+		}
+		if got := c.Get(ctx, s.Key()).Val(); got != `{"version":3,"cleared":true}` {
+			t.Errorf("value after Clear #%d = %s; want the tombstone at version 3", i+1, got)
+		}
+		_, v, err := s.LoadVersion(ctx)
+		if !errors.Is(err, autorefresh.ErrNoTokens) || errors.Is(err, autorefresh.ErrTokensLost) || v != 3 {
+			t.Errorf("LoadVersion after Clear #%d = version %d, %v; want 3, ErrNoTokens and not ErrTokensLost", i+1, v, err)
+		}
 	}
 }
 
@@ -130,7 +143,7 @@ func TestTTL(t *testing.T) {
 		deadline := time.Now().Add(5 * time.Second)
 		for {
 			_, err := s.Load(ctx)
-			if errors.Is(err, autorefresh.ErrNoTokens) {
+			if errors.Is(err, autorefresh.ErrTokensLost) {
 				return
 			}
 			if err != nil {
@@ -161,7 +174,7 @@ func TestLoadCorrupt(t *testing.T) {
 	} {
 		c.Set(ctx, s.Key(), v, 0)
 		got, err := s.Load(ctx)
-		if !errors.Is(err, redisstore.ErrCorrupt) {
+		if !errors.Is(err, autorefresh.ErrCorruptRecord) {
 			t.Errorf("Load of corrupt value #%d (%d bytes): got %v, err = %v; want an error wrapping the corrupt error",
 				i, len(v), got, err)
 			continue
@@ -196,8 +209,10 @@ func TestErrorsWrapRedisAndHideTokens(t *testing.T) {
 	ctx := context.Background()
 	pair := autorefresh.Tokens{AccessToken: secretAccess, RefreshToken: secretRefresh}
 
-	errs := map[string]error{"Save": s.Save(ctx, pair), "Clear": s.Clear(ctx)}
+	errs := map[string]error{"Save": s.Save(ctx, pair), "Clear": s.Clear(ctx), "ClearVersion": s.ClearVersion(ctx, 1)}
 	_, errs["Load"] = s.Load(ctx)
+	_, _, errs["LoadVersion"] = s.LoadVersion(ctx)
+	_, errs["SaveVersion"] = s.SaveVersion(ctx, pair, 1)
 	_, errs["Lock"] = s.Lock(ctx)
 	for op, err := range errs {
 		if !errors.Is(err, redis.ErrClosed) {
@@ -210,6 +225,83 @@ func TestErrorsWrapRedisAndHideTokens(t *testing.T) {
 		}
 		if !strings.HasPrefix(msg, "autorefresh: redisstore: ") {
 			t.Errorf("%s error %q; want prefix %q", op, msg, "autorefresh: redisstore: ")
+		}
+	}
+}
+
+// TestRecordFormat checks the stored value, byte for byte, against the
+// format in the package doc.
+func TestRecordFormat(t *testing.T) {
+	c, s := setup(t)
+	ctx := context.Background()
+	exp := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
+	for i, tt := range []struct {
+		save autorefresh.Tokens
+		want string
+	}{
+		{autorefresh.Tokens{AccessToken: "a", RefreshToken: "r", TokenType: "DPoP", Expiry: exp},
+			`{"accessToken":"a","refreshToken":"r","tokenType":"DPoP","expiry":"2030-01-02T03:04:05Z","version":1}`},
+		{autorefresh.Tokens{AccessToken: "a2"},
+			`{"accessToken":"a2","refreshToken":"","version":2}`},
+		{autorefresh.Tokens{AccessToken: `"q"\<`, RefreshToken: "r3"},
+			`{"accessToken":"\"q\"\\\u003c","refreshToken":"r3","version":3}`},
+	} {
+		if err := s.Save(ctx, tt.save); err != nil {
+			t.Fatal(err)
+		}
+		if got := c.Get(ctx, s.Key()).Val(); got != tt.want {
+			t.Errorf("value after save %d = %s; want %s", i+1, got, tt.want)
+		}
+		got, err := s.Load(ctx)
+		if err != nil || got.AccessToken != tt.save.AccessToken || got.TokenType != tt.save.TokenType || !got.Expiry.Equal(tt.save.Expiry) {
+			t.Errorf("Load after save %d = %v, %v; want what was saved", i+1, got, err)
+		}
+	}
+}
+
+// TestStorePrint checks that a Store prints as its keys in every fmt verb
+// and in slog, never with its client's options (a Redis password).
+func TestStorePrint(t *testing.T) {
+	const password = "hunter2-redis-password"
+	c := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", Username: "app", Password: password})
+	defer c.Close()
+	s := redisstore.New(c, "app:tokens", redisstore.WithLockKey("app:lock"))
+	want := `redisstore.Store{key: "app:tokens", lockKey: "app:lock"}`
+	for _, verb := range []string{"%v", "%+v", "%#v", "%s", "%q", "%x"} {
+		if got := fmt.Sprintf(verb, s); got != want {
+			t.Errorf("Sprintf(%q) = %s; want %s", verb, got, want)
+		}
+	}
+	var out strings.Builder
+	fmt.Fprintf(&out, "%+v %#v", struct{ Store *redisstore.Store }{s}, []*redisstore.Store{s})
+	slog.New(slog.NewJSONHandler(&out, nil)).Info("m", "store", s)
+	slog.New(slog.NewTextHandler(&out, nil)).Info("m", "store", s)
+	if got := out.String(); strings.Contains(got, password) || strings.Count(got, "app:lock") != 4 {
+		t.Errorf("output %s; want the store's keys four times and no password", got)
+	}
+	if got := fmt.Sprint((*redisstore.Store)(nil)); got != "redisstore.Store(nil)" {
+		t.Errorf("Sprint(nil *Store) = %s; want redisstore.Store(nil)", got)
+	}
+}
+
+// TestStoreWithoutClient checks that a zero Store, and one made with a nil
+// client, return an error from every method instead of panicking.
+func TestStoreWithoutClient(t *testing.T) {
+	ctx := context.Background()
+	for name, s := range map[string]*redisstore.Store{"zero": {}, "New(nil)": redisstore.New(nil, "k"), "nil": nil} {
+		errs := map[string]error{
+			"Save":         s.Save(ctx, autorefresh.Tokens{AccessToken: "a"}),
+			"Clear":        s.Clear(ctx),
+			"ClearVersion": s.ClearVersion(ctx, 0),
+		}
+		_, errs["Load"] = s.Load(ctx)
+		_, _, errs["LoadVersion"] = s.LoadVersion(ctx)
+		_, errs["SaveVersion"] = s.SaveVersion(ctx, autorefresh.Tokens{AccessToken: "a"}, 0)
+		_, errs["Lock"] = s.Lock(ctx)
+		for op, err := range errs {
+			if err == nil || !strings.HasPrefix(err.Error(), "autorefresh: redisstore: ") {
+				t.Errorf("%s: %s: error = %v; want one saying the store has no client", name, op, err)
+			}
 		}
 	}
 }
