@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -110,33 +109,12 @@ var errNoAccessToken = fmt.Errorf("%w: it has no access token", ErrMalformedResp
 func decodeTokens(body []byte) (Tokens, error) {
 	var t Tokens
 	if err := json.Unmarshal(body, &t); err != nil {
-		return Tokens{}, fmt.Errorf("%w: %s", ErrMalformedResponse, describeJSONError(err))
+		return Tokens{}, fmt.Errorf("%w: %s", ErrMalformedResponse, describeJSONError(err, len(body)))
 	}
 	if t.AccessToken == "" {
 		return Tokens{}, errNoAccessToken
 	}
 	return t, nil
-}
-
-// describeJSONError describes an error of encoding/json without quoting
-// the input, which may hold tokens: where the syntax broke, or which field
-// had the wrong type.
-func describeJSONError(err error) string {
-	var (
-		syn *json.SyntaxError
-		typ *json.UnmarshalTypeError
-	)
-	switch {
-	case errors.Is(err, io.ErrUnexpectedEOF):
-		return "truncated JSON"
-	case errors.As(err, &syn):
-		return fmt.Sprintf("invalid JSON at byte %d", syn.Offset)
-	case errors.As(err, &typ) && typ.Field != "":
-		return fmt.Sprintf("field %q is a JSON %s", typ.Field, typ.Value)
-	case errors.As(err, &typ):
-		return fmt.Sprintf("a JSON %s where an object was expected", typ.Value)
-	}
-	return "invalid JSON value" // the text of err may quote the input
 }
 
 // readLimited reads all of r, failing when it holds more than limit bytes

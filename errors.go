@@ -1,8 +1,10 @@
 package autorefresh
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"strconv"
 	"strings"
 )
@@ -151,3 +153,27 @@ type wrapped struct {
 
 func (w *wrapped) Error() string { return "autorefresh: " + w.ctx + ": " + trimPrefix(w.err) }
 func (w *wrapped) Unwrap() error { return w.err }
+
+// describeJSONError describes err, an error of encoding/json decoding n
+// bytes, without quoting the input, which may hold tokens: where the syntax
+// broke, or which field had the wrong type. It is the one description of
+// outside JSON gone wrong, for answers and for token files alike.
+func describeJSONError(err error, n int) string {
+	var (
+		syn *json.SyntaxError
+		typ *json.UnmarshalTypeError
+	)
+	switch {
+	case errors.Is(err, io.ErrUnexpectedEOF) || errors.As(err, &syn) && syn.Offset >= int64(n):
+		return "truncated JSON"
+	case errors.As(err, &syn):
+		return fmt.Sprintf("invalid JSON at byte %d", syn.Offset)
+	case errors.As(err, &typ) && typ.Field != "":
+		return fmt.Sprintf("field %q is a JSON %s, which it cannot be", typ.Field, typ.Value)
+	case errors.As(err, &typ):
+		return fmt.Sprintf("a JSON %s where an object was expected", typ.Value)
+	}
+	// For example an expiry that is not an RFC 3339 time: the text of err
+	// may quote the input.
+	return "invalid field value"
+}

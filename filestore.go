@@ -99,14 +99,11 @@ func fileError(op, path string, err error) error {
 // grants it. Save always writes a fresh file with mode 0600. Errors name the
 // path and never hold token values.
 //
-// FileStore implements Locker (see Lock) and VersionedStore. Its conditional
-// changes, SaveVersion and ClearVersion, read the file's version and then
-// replace or remove the file: they are atomic with respect to other
-// processes and FileStore values only while the caller holds Lock, which is
-// how the Transport calls them. Without the lock they never leave a torn or
-// mixed file, but two of them may both succeed, and a slow one may write
-// its version over a newer one; the same holds for the version that Save
-// increments.
+// FileStore implements Locker (see Lock): the Transport holds the lock
+// while it reads the file, refreshes and saves, so the version that Save
+// increments rises by one per save across processes. Without the lock a
+// Save never leaves a torn or mixed file, but two saves may write the same
+// version.
 //
 // FileStore is safe for concurrent use by multiple goroutines, and several
 // FileStore values and processes may share one file. It prints as its path
@@ -114,8 +111,6 @@ func fileError(op, path string, err error) error {
 type FileStore struct {
 	path string
 }
-
-var _ VersionedStore = (*FileStore)(nil)
 
 // NewFileStore returns a FileStore that keeps tokens in the file at path. A
 // relative path is resolved against the working directory at each call.
@@ -142,15 +137,15 @@ func (s *FileStore) check() error {
 // When the file holds an expiry, the returned Tokens has Expiry set even if
 // the saved one left it to the JWT "exp" claim (see Save).
 func (s *FileStore) Load(ctx context.Context) (Tokens, error) {
-	t, _, err := s.LoadVersion(ctx)
+	t, _, err := s.loadVersion()
 	return t, err
 }
 
-// LoadVersion is Load that also returns the version of the file (see
+// loadVersion is Load that also returns the version of the file (see
 // FileStore): 0 for a missing file. With an error for a corrupt file, it
-// returns the version that SaveVersion and ClearVersion compare with: the
-// file's "version" member when it has a valid one, else 0.
-func (s *FileStore) LoadVersion(ctx context.Context) (Tokens, uint64, error) {
+// returns the version that Save increments: the file's "version" member
+// when it has a valid one, else 0.
+func (s *FileStore) loadVersion() (Tokens, uint64, error) {
 	if err := s.check(); err != nil {
 		return Tokens{}, 0, err
 	}
@@ -171,8 +166,8 @@ func loadTokenFile(path string) (Tokens, uint64, error) {
 }
 
 // fileVersion returns the version of the token file at path, which a save
-// increments and the conditional changes compare with: 0 for a missing file,
-// and the version LoadVersion reports for a corrupt one. A file refused for
+// increments: 0 for a missing file, and the version loadVersion reports for
+// a corrupt one. A file refused for
 // its permissions (others may write it) has version 0, as nothing in it can
 // be trusted; a save replaces it with a private one. A symbolic link or a
 // file that is not regular is an error.
@@ -220,27 +215,6 @@ func (s *FileStore) Save(ctx context.Context, t Tokens) error {
 	return nil
 }
 
-// SaveVersion implements VersionedStore: it saves t as Save does if the
-// file's version (see LoadVersion) is still prev, and returns the new
-// version, prev+1. Otherwise it writes nothing and returns an error wrapping
-// ErrVersionConflict. Call it while holding Lock; see FileStore.
-func (s *FileStore) SaveVersion(ctx context.Context, t Tokens, prev uint64) (uint64, error) {
-	if err := s.check(); err != nil {
-		return 0, err
-	}
-	v, err := fileVersion(s.path)
-	if err == nil && v != prev {
-		err = versionConflict(v, prev)
-	}
-	if err == nil {
-		v, err = writeTokenFile(s.path, t, v)
-	}
-	if err != nil {
-		return 0, fileError("save", s.path, err)
-	}
-	return v, nil
-}
-
 // Clear removes the file. It is not an error when the file does not exist.
 // Clear refuses to remove a symbolic link or anything but a regular file,
 // since that would leave the tokens it points to in place. The lock file
@@ -256,28 +230,6 @@ func (s *FileStore) Clear(ctx context.Context) error {
 		return err
 	}
 	if err := removeTokenFile(s.path); err != nil {
-		return fileError("clear", s.path, err)
-	}
-	return nil
-}
-
-// ClearVersion implements VersionedStore: it clears the store as Clear does
-// if the file's version (see LoadVersion) is still prev; with prev 0 and no
-// file, it only removes leftover temporary files. Otherwise it removes
-// nothing and returns an error wrapping ErrVersionConflict. Call it while
-// holding Lock; see FileStore.
-func (s *FileStore) ClearVersion(ctx context.Context, prev uint64) error {
-	if err := s.check(); err != nil {
-		return err
-	}
-	v, err := fileVersion(s.path)
-	if err == nil && v != prev {
-		err = versionConflict(v, prev)
-	}
-	if err == nil {
-		err = removeTokenFile(s.path)
-	}
-	if err != nil {
 		return fileError("clear", s.path, err)
 	}
 	return nil

@@ -27,8 +27,6 @@ import (
 // Within one process Lock also serializes callers through an in-process
 // lock keyed by the absolute path, so goroutines wait without polling.
 //
-// The lock is what makes the conditional changes of FileStore (SaveVersion,
-// ClearVersion) atomic with respect to other holders; see FileStore.
 func (s *FileStore) Lock(ctx context.Context) (unlock func(), err error) {
 	if err := s.check(); err != nil {
 		return nil, err

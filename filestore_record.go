@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"strconv"
 	"time"
 )
@@ -41,8 +40,12 @@ type tokenFile struct {
 // encodeTokenFile returns the content of a token file holding t at version.
 // The expiry is recorded as t.ExpiresAt reports it, so that a person reading
 // the file sees it even when it comes from the JWT. The error wraps
-// ErrRecordTooLarge when the content would be larger than Load accepts.
+// ErrRecordTooLarge when the content would be larger than Load accepts, and
+// ErrInvalidToken for a token Load would refuse.
 func encodeTokenFile(t Tokens, version uint64) ([]byte, error) {
+	if err := t.validate(); err != nil {
+		return nil, err
+	}
 	tf := tokenFile{
 		tokenFields: tokenFields{AccessToken: t.AccessToken, RefreshToken: t.RefreshToken, TokenType: t.TokenType},
 		Version:     version,
@@ -93,6 +96,9 @@ func decodeTokenFile(data []byte) (Tokens, uint64, error) {
 		// FileStore never writes one, as Clear removes the file.
 		return Tokens{}, version, fmt.Errorf("%w: holds no accessToken or refreshToken", ErrCorruptFile)
 	}
+	if err := t.validate(); err != nil {
+		return Tokens{}, version, fmt.Errorf("%w: %w", ErrCorruptFile, err)
+	}
 	return t, version, nil
 }
 
@@ -113,21 +119,5 @@ func parseVersion(raw json.RawMessage) (uint64, error) {
 // jsonError describes an error of encoding/json for a file of n bytes
 // without quoting the file.
 func jsonError(err error, n int) error {
-	var (
-		syntax  *json.SyntaxError
-		typeErr *json.UnmarshalTypeError
-	)
-	switch {
-	case errors.Is(err, io.ErrUnexpectedEOF) ||
-		errors.As(err, &syntax) && syntax.Offset >= int64(n):
-		return fmt.Errorf("%w: truncated JSON", ErrCorruptFile)
-	case errors.As(err, &syntax):
-		return fmt.Errorf("%w: invalid JSON at byte %d", ErrCorruptFile, syntax.Offset)
-	case errors.As(err, &typeErr) && typeErr.Field != "":
-		return fmt.Errorf("%w: field %q has the wrong type", ErrCorruptFile, typeErr.Field)
-	default:
-		// For example an expiry that is not an RFC 3339 time. The
-		// message of err may quote the file, so it is not kept.
-		return fmt.Errorf("%w: invalid field value", ErrCorruptFile)
-	}
+	return fmt.Errorf("%w: %s", ErrCorruptFile, describeJSONError(err, n))
 }

@@ -76,10 +76,10 @@ func TestFileStoreFormat(t *testing.T) {
 			if string(data) != tt.want {
 				t.Errorf("file =\n%s\nwant\n%s", data, tt.want)
 			}
-			got, v, err := s.LoadVersion(ctx)
+			got, v, err := s.loadVersion()
 			last := tt.saves[len(tt.saves)-1]
 			if err != nil || got.TokenType != last.TokenType || v != uint64(len(tt.saves)) {
-				t.Errorf("LoadVersion = token type %q, version %d, %v; want %q, %d, nil", got.TokenType, v, err, last.TokenType, len(tt.saves))
+				t.Errorf("Load = token type %q, version %d, %v; want %q, %d, nil", got.TokenType, v, err, last.TokenType, len(tt.saves))
 			}
 		})
 	}
@@ -161,9 +161,9 @@ func TestFileStoreCorrupt(t *testing.T) {
 	}
 }
 
-// TestFileStoreCorruptVersion checks the version that LoadVersion reports
-// for a corrupt file, and that a conditional save with it replaces the file:
-// a process that holds good tokens can overwrite a corrupt file.
+// TestFileStoreCorruptVersion checks the version of a corrupt file, and that
+// a save replaces the file at the next version: a process that holds good
+// tokens can overwrite a corrupt file, and versions keep rising.
 func TestFileStoreCorruptVersion(t *testing.T) {
 	ctx := context.Background()
 	tests := []struct {
@@ -187,25 +187,22 @@ func TestFileStoreCorruptVersion(t *testing.T) {
 				t.Fatal(err)
 			}
 			s := NewFileStore(path)
-			_, v, err := s.LoadVersion(ctx)
+			_, v, err := s.loadVersion()
 			if !errors.Is(err, ErrCorruptFile) || v != tt.version {
-				t.Fatalf("LoadVersion = version %d, %v; want %d, ErrCorruptFile", v, err, tt.version)
+				t.Fatalf("Load = version %d, %v; want %d, ErrCorruptFile", v, err, tt.version)
 			}
-			if _, err := s.SaveVersion(ctx, Tokens{AccessToken: "a"}, v+1); !errors.Is(err, ErrVersionConflict) {
-				t.Errorf("SaveVersion with prev %d: %v; want ErrVersionConflict", v+1, err)
-			}
-			nv, err := s.SaveVersion(ctx, Tokens{AccessToken: "a"}, v)
+			err = s.Save(ctx, Tokens{AccessToken: "a"})
 			if v == maxVersion {
 				if err == nil {
-					t.Errorf("SaveVersion past the largest version = %d, nil; want an error", nv)
+					t.Error("Save past the largest version succeeded; want an error")
 				}
 				return
 			}
-			if err != nil || nv != v+1 {
-				t.Fatalf("SaveVersion with prev %d = %d, %v; want %d, nil", v, nv, err, v+1)
+			if err != nil {
+				t.Fatal(err)
 			}
-			if _, got, err := s.LoadVersion(ctx); err != nil || got != v+1 {
-				t.Errorf("LoadVersion after SaveVersion = version %d, %v; want %d, nil", got, err, v+1)
+			if _, got, err := s.loadVersion(); err != nil || got != v+1 {
+				t.Errorf("Load after Save = version %d, %v; want %d, nil", got, err, v+1)
 			}
 		})
 	}
@@ -258,7 +255,7 @@ func TestFileStoreSizeLimit(t *testing.T) {
 	}
 }
 
-// checkSaveTooLarge checks that Save and SaveVersion of big fail with
+// checkSaveTooLarge checks that Save of big fails with
 // ErrRecordTooLarge and leave the token file and its directory as they were.
 func checkSaveTooLarge(t *testing.T, s *FileStore, big Tokens) {
 	t.Helper()
@@ -272,11 +269,8 @@ func checkSaveTooLarge(t *testing.T, s *FileStore, big Tokens) {
 	if strings.Contains(err.Error(), "REFRESH") {
 		t.Errorf("error %q shows a token value", err)
 	}
-	if _, err := s.SaveVersion(ctx, big, 1); !errors.Is(err, ErrRecordTooLarge) {
-		t.Errorf("SaveVersion of a too large record: %v; want ErrRecordTooLarge", err)
-	}
 	if fileContent(t, s.path) != before {
-		t.Errorf("the file changed after the refused saves")
+		t.Errorf("the file changed after the refused save")
 	}
 	if entries, _ := os.ReadDir(filepath.Dir(s.path)); len(entries) != 1 {
 		t.Errorf("directory holds %d entries; want only the token file", len(entries))

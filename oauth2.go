@@ -263,7 +263,7 @@ func decodeTokenResponse(contentType string, body []byte) (tokenResponse, error)
 	// A UTF-8 byte order mark is not JSON, but some servers send one.
 	body = bytes.TrimPrefix(body, []byte("\ufeff"))
 	if err := json.Unmarshal(body, &tr); err != nil {
-		return tokenResponse{}, fmt.Errorf("%w: %s", ErrMalformedResponse, describeJSONError(err))
+		return tokenResponse{}, fmt.Errorf("%w: %s", ErrMalformedResponse, describeJSONError(err, len(body)))
 	}
 	return tr, nil
 }
