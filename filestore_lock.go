@@ -26,7 +26,6 @@ import (
 //
 // Within one process Lock also serializes callers through an in-process
 // lock keyed by the absolute path, so goroutines wait without polling.
-//
 func (s *FileStore) Lock(ctx context.Context) (unlock func(), err error) {
 	if err := s.check(); err != nil {
 		return nil, err
