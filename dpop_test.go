@@ -477,6 +477,29 @@ func BenchmarkDPoPProof(b *testing.B) {
 	}
 }
 
+// BenchmarkDPoPProofOverhead is BenchmarkDPoPProof with a key whose Sign
+// costs nothing (it returns a fixed signature): what a proof costs beyond
+// the signature.
+func BenchmarkDPoPProofOverhead(b *testing.B) {
+	key := testKey(b, "P-256").(*ecdsa.PrivateKey)
+	sig, err := ecdsa.SignASN1(rand.Reader, key, make([]byte, 32))
+	if err != nil {
+		b.Fatal(err)
+	}
+	p, err := newDPoPProver(fakeSigner{pub: key.Public(), sig: sig}, "")
+	if err != nil {
+		b.Fatal(err)
+	}
+	u := mustParseURL(b, "https://api.example.com/v1/items/42?expand=owner")
+	ath := dpopATH("eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJtZSJ9.c2ln")
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := p.proof(http.MethodGet, u, "eyJ7S_zG.eyJH0-Z.HX4w-7v", ath); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
 // BenchmarkDPoPProofRequest is the whole per-request path that a Transport
 // takes: look up the origin's nonce, make the proof, set the header on the
 // request's clone.
