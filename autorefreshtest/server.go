@@ -24,17 +24,25 @@
 //     expired, revoked or spent refresh token gets 401.
 //   - GET /auth/check answers 200 {"user"} for a valid access token, 403
 //     otherwise.
-//   - POST /oauth/token is an RFC 6749 token endpoint for the "password" and
-//     "refresh_token" grants, with the same rotation rules.
+//   - POST /oauth/token is an RFC 6749 token endpoint for the "password",
+//     "refresh_token" and "client_credentials" grants, with the same
+//     rotation rules, client authentication (Client) and DPoP (RFC 9449).
+//   - POST /oauth/revoke is an RFC 7009 revocation endpoint.
+//   - GET /.well-known/oauth-authorization-server (RFC 8414) and GET
+//     /.well-known/openid-configuration (OpenID Connect Discovery) serve
+//     the server's metadata.
 //   - /api/echo (any method) answers 200 {"method","path","body","user"};
 //     /api/me answers {"user"}; /api/status/{code} answers code; /api/admin
 //     always answers 403 (insufficient_scope). A missing, malformed, forged,
 //     expired or revoked access token gets 403, or 401 with a
-//     WWW-Authenticate challenge (RFC 6750) when it was sent as
-//     "Authorization: Bearer".
+//     WWW-Authenticate challenge (RFC 6750, RFC 9449) when it was sent as
+//     "Authorization: Bearer" or "Authorization: DPoP".
+//
+// README.md in this package's folder describes every route, knob and
+// counter in detail.
 //
 // Access tokens are read from the "accessToken" header or from
-// "Authorization: Bearer". Their "exp" and "iat" claims carry a millisecond
+// "Authorization: Bearer" or "Authorization: DPoP". Their "exp" and "iat" claims carry a millisecond
 // fraction, so lifetimes below a second work. Code that verifies them with
 // golang-jwt (Options.SigningKey) should set jwt.TimePrecision to
 // time.Millisecond, or it rounds a sub-second token's times to seconds.
@@ -47,6 +55,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -87,10 +96,53 @@ type Options struct {
 	// do not rotate refresh tokens.
 	NoRotation bool
 
-	// ClientID and ClientSecret are the client credentials that POST
-	// /oauth/token requires, sent with HTTP Basic or in the form body. If
-	// ClientID is empty, no client authentication is required.
+	// ClientID and ClientSecret register a client, as a Client with this
+	// ID and Secret in Clients would.
 	ClientID, ClientSecret string
+
+	// Clients are the OAuth clients of POST /oauth/token and POST
+	// /oauth/revoke. When at least one client is registered (here or with
+	// ClientID), every request to these endpoints must come from one: a
+	// confidential client authenticates, a public one sends its client_id.
+	// When none is, clients are not authenticated, credentials are ignored
+	// and every client is public. NewServer panics on an invalid Client
+	// (no ID, an ID registered twice, an unsupported Key), as
+	// httptest.NewServer panics when it cannot listen.
+	Clients []Client
+
+	// IssuerPath, if not empty, is the path of the server's issuer
+	// identifier (see Server.Issuer), such as "/tenant1": the RFC 8414
+	// metadata is then served at /.well-known/oauth-authorization-server/tenant1
+	// and the OpenID metadata at /tenant1/.well-known/openid-configuration.
+	// It must start with a slash, not end with one, and hold only letters,
+	// digits and "-._~/"; NewServer panics otherwise.
+	IssuerPath string
+
+	// RequireDPoP makes DPoP (RFC 9449) mandatory: token requests without
+	// a proof are refused with invalid_dpop_proof, and the resource routes
+	// refuse access tokens that are not DPoP-bound. If false, DPoP is
+	// optional: a token request with a valid proof gets DPoP-bound tokens,
+	// one without gets Bearer tokens.
+	RequireDPoP bool
+
+	// RequireDPoPNonce makes every DPoP proof carry the server's current
+	// nonce (RFC 9449 sections 8 and 9). The token endpoint and the
+	// resource routes keep separate nonces, send the current one in the
+	// DPoP-Nonce header of every response, and answer a proof without it
+	// with use_dpop_nonce.
+	RequireDPoPNonce bool
+
+	// DPoPNonceEvery, if positive, rotates the token endpoint's nonce
+	// after every DPoPNonceEvery proofs it accepted, and the resource
+	// routes' nonce likewise. If zero, nonces change only with
+	// RotateDPoPNonce and DemandDPoPNonce.
+	DPoPNonceEvery int
+
+	// DPoPProofWindow is how far the iat of a DPoP proof may be from the
+	// server's time, before or after. A proof's jti is remembered that
+	// long, and refused if seen again. If zero, DefaultDPoPProofWindow is
+	// used.
+	DPoPProofWindow time.Duration
 
 	// SigningKey is the HS256 key of the access tokens. If nil, a random
 	// key is used.
@@ -123,20 +175,33 @@ type Server struct {
 	cancel context.CancelFunc
 	close  sync.Once
 
+	clients map[string]*Client // by ID; read-only after NewServer
+
 	stats     counters
 	latency   atomic.Int64 // time.Duration of SetRefreshLatency
 	apiReject atomic.Bool
+	downgrade atomic.Bool  // SetDPoPDowngrade
+	tokenGen  atomic.Int64 // ExpireAccessTokens: access tokens of older generations are expired
 
-	mu       sync.Mutex // guards sessions, refresh, nextSID and faults
-	sessions map[string]*session
-	refresh  map[string]*refreshToken
-	nextSID  int
-	faults   faultQueue
+	// mu guards the sessions and tokens, the faults, and the remembered
+	// jti values and nonces.
+	mu            sync.Mutex
+	sessions      map[string]*session
+	refresh       map[string]*refreshToken
+	nextSID       int
+	faults        faultQueue
+	revokedAccess seenSet       // jti of access tokens revoked at /oauth/revoke
+	assertionJTIs seenSet       // client ID and jti of private_key_jwt assertions
+	proofJTIs     seenSet       // jti of DPoP proofs
+	nonces        [2]nonceState // by domain
+	nonceDemands  int           // DemandDPoPNonce
 }
 
 // session is one login: the family of tokens that rotation derives from it.
 type session struct {
 	user    string
+	client  string // the client_id it was issued to; "" for none
+	jkt     string // the DPoP key its refresh tokens are bound to; "" for none
 	revoked bool
 }
 
@@ -155,11 +220,13 @@ func NewServer(opts Options) *Server {
 	if opts.RefreshTTL == 0 {
 		opts.RefreshTTL = 24 * time.Hour
 	}
+	checkIssuerPath(opts.IssuerPath)
 	s := &Server{
 		opts:     opts,
 		users:    map[string]string{DefaultUser: DefaultPassword},
 		key:      opts.SigningKey,
 		now:      opts.Now,
+		clients:  registerClients(opts),
 		sessions: make(map[string]*session),
 		refresh:  make(map[string]*refreshToken),
 	}
@@ -175,6 +242,7 @@ func NewServer(opts Options) *Server {
 	if s.now == nil {
 		s.now = time.Now
 	}
+	s.RotateDPoPNonce()
 	ctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
 	s.ts = httptest.NewUnstartedServer(s.routes())
@@ -211,28 +279,38 @@ func (s *Server) Issue(user string) autorefresh.Tokens {
 // may be zero or negative to start a session whose access token has already
 // expired while its refresh token is valid.
 func (s *Server) IssueTTL(user string, accessTTL time.Duration) autorefresh.Tokens {
-	rt := randomString(32)
 	now := s.now()
-	s.mu.Lock()
-	s.nextSID++
-	sid := fmt.Sprintf("s%d", s.nextSID)
-	s.sessions[sid] = &session{user: user}
-	s.refresh[rt] = &refreshToken{sid: sid, expiry: now.Add(s.opts.RefreshTTL)}
-	s.mu.Unlock()
-	at, exp := s.mint(user, sid, now, accessTTL)
+	sid, rt := s.newSession(&session{user: user}, now, true)
+	at, exp := s.mint(&claims{Subject: user, Session: sid}, now, accessTTL)
 	return autorefresh.Tokens{AccessToken: at, RefreshToken: rt, Expiry: exp}
 }
 
-// mint returns a signed access token of session sid and its expiry.
-func (s *Server) mint(user, sid string, now time.Time, ttl time.Duration) (string, time.Time) {
-	c := &claims{
-		Issuer:    issuer,
-		Subject:   user,
-		Session:   sid,
-		ID:        randomString(12),
-		IssuedAt:  numericDate{time.UnixMilli(now.UnixMilli())},
-		ExpiresAt: numericDate{time.UnixMilli(now.Add(ttl).UnixMilli())},
+// newSession records sess and returns its ID and, if withRefresh, its first
+// refresh token.
+func (s *Server) newSession(sess *session, now time.Time, withRefresh bool) (sid, rt string) {
+	if withRefresh {
+		rt = randomString(32)
 	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.nextSID++
+	sid = fmt.Sprintf("s%d", s.nextSID)
+	s.sessions[sid] = sess
+	if withRefresh {
+		s.refresh[rt] = &refreshToken{sid: sid, expiry: now.Add(s.opts.RefreshTTL)}
+	}
+	return sid, rt
+}
+
+// mint fills in the issuer, ID, times and generation of c, which holds the
+// subject, session and any other claims, and returns the signed access
+// token and its expiry.
+func (s *Server) mint(c *claims, now time.Time, ttl time.Duration) (string, time.Time) {
+	c.Issuer = issuer
+	c.ID = randomString(12)
+	c.IssuedAt = numericDate{time.UnixMilli(now.UnixMilli())}
+	c.ExpiresAt = numericDate{time.UnixMilli(now.Add(ttl).UnixMilli())}
+	c.Generation = s.tokenGen.Load()
 	return s.sign(c), c.ExpiresAt.Time
 }
 
@@ -247,14 +325,30 @@ type grant struct {
 	tokens  autorefresh.Tokens
 	sid     string
 	rotated bool // tokens.RefreshToken is new
+	drop    bool // FaultDropAfterRotate fired: lose the response
+}
+
+// holder is who presents a refresh token: the client and the DPoP key of
+// the request.
+type holder struct {
+	// client is the client_id of the request, checked against the one the
+	// session was issued to if checkClient is set (RFC 6749 section 6).
+	client      string
+	checkClient bool
+	// jkt is the thumbprint of the request's DPoP proof key, or "". If
+	// bindKey is set (RFC 9449 section 5: a public client), a session
+	// bound to a key needs a proof with that key, and an unbound one is
+	// bound to jkt.
+	jkt     string
+	bindKey bool
 }
 
 // rotate redeems the refresh token rt: it returns a new access token and,
 // unless Options.NoRotation is set, a new refresh token, and marks rt spent.
 // The error is one of the errRefresh values.
-func (s *Server) rotate(rt string) (grant, error) {
+func (s *Server) rotate(rt string, b holder) (grant, error) {
 	if rt == "" {
-		s.stats.refreshRejections.Add(1)
+		s.count(func(st *Stats) { st.RefreshRejections++ })
 		return grant{}, errNoRefresh
 	}
 	next := randomString(32)
@@ -269,21 +363,15 @@ func (s *Server) rotate(rt string) (grant, error) {
 	if e != nil {
 		sess = s.sessions[e.sid]
 	}
+	err = s.redeemableLocked(e, sess, now, b)
 	switch {
-	case e == nil:
-		err = errRefreshUnknown
-	case e.spent:
-		err = errRefreshSpent
-		s.stats.reuseRejections.Add(1)
-		if s.opts.RevokeOnReuse && !sess.revoked {
-			sess.revoked, revoked = true, true
+	case err == errRefreshSpent && s.opts.RevokeOnReuse && !sess.revoked:
+		sess.revoked, revoked = true, true
+	case err == nil:
+		if b.bindKey && sess.jkt == "" {
+			sess.jkt = b.jkt // a public client's refresh tokens are bound from now on
 		}
-	case sess.revoked:
-		err = errRefreshRevoked
-	case !now.Before(e.expiry):
-		err = errRefreshExpired
-	default:
-		g = grant{sid: e.sid, tokens: autorefresh.Tokens{RefreshToken: rt}}
+		g = grant{sid: e.sid, tokens: autorefresh.Tokens{RefreshToken: rt}, drop: s.faults.takeDropLocked()}
 		if !s.opts.NoRotation {
 			e.spent = true
 			s.refresh[next] = &refreshToken{sid: e.sid, expiry: now.Add(s.opts.RefreshTTL)}
@@ -292,17 +380,52 @@ func (s *Server) rotate(rt string) (grant, error) {
 	}
 	s.mu.Unlock()
 
-	if revoked {
-		s.stats.revocations.Add(1)
-		s.logf("autorefreshtest: session %s revoked: refresh token reused", e.sid)
-	}
 	if err != nil {
-		s.stats.refreshRejections.Add(1)
+		s.count(func(st *Stats) {
+			st.RefreshRejections++
+			if err == errRefreshSpent {
+				st.ReuseRejections++
+			}
+			if revoked {
+				st.Revocations++
+			}
+		})
+		if revoked {
+			s.logf("autorefreshtest: session %s revoked: refresh token reused", e.sid)
+		}
 		return grant{}, err
 	}
-	g.tokens.AccessToken, g.tokens.Expiry = s.mint(sess.user, g.sid, now, s.opts.AccessTTL)
-	s.stats.refreshes.Add(1)
+	g.tokens.AccessToken, g.tokens.Expiry = s.mint(&claims{Subject: sess.user, Session: g.sid,
+		ClientID: sess.client, Confirmation: confirmation(b.jkt)}, now, s.opts.AccessTTL)
+	s.count(func(st *Stats) {
+		st.Refreshes++
+		if g.drop {
+			st.RefreshFaults++
+		}
+	})
 	return g, nil
+}
+
+// redeemableLocked returns why the refresh token e of session sess may not
+// be redeemed by b at now, or nil. The caller holds s.mu.
+func (s *Server) redeemableLocked(e *refreshToken, sess *session, now time.Time, b holder) error {
+	switch {
+	case e == nil:
+		return errRefreshUnknown
+	case e.spent:
+		return errRefreshSpent
+	case sess.revoked:
+		return errRefreshRevoked
+	case !now.Before(e.expiry):
+		return errRefreshExpired
+	case b.checkClient && sess.client != b.client:
+		return errRefreshClient
+	case b.bindKey && sess.jkt != "" && b.jkt == "":
+		return errRefreshNoProof
+	case b.bindKey && sess.jkt != "" && b.jkt != sess.jkt:
+		return errRefreshKey
+	}
+	return nil
 }
 
 // Revoke ends the session that token belongs to, as a server-side logout:
@@ -348,11 +471,30 @@ func (s *Server) revokeWhere(match func(sid string, sess *session) bool) int {
 		}
 	}
 	s.mu.Unlock()
-	s.stats.revocations.Add(int64(n))
 	if n > 0 {
+		s.count(func(st *Stats) { st.Revocations += int64(n) })
 		s.logf("autorefreshtest: %d session(s) revoked", n)
 	}
 	return n
+}
+
+// Issuer returns the server's issuer identifier (RFC 8414): URL followed by
+// Options.IssuerPath. It is the "issuer" of the metadata, and an audience
+// that private_key_jwt assertions may name.
+func (s *Server) Issuer() string { return s.URL + s.opts.IssuerPath }
+
+// checkIssuerPath panics if p is not a valid Options.IssuerPath.
+func checkIssuerPath(p string) {
+	if p == "" {
+		return
+	}
+	ok := p[0] == '/' && p[len(p)-1] != '/'
+	for i := 0; i < len(p) && ok; i++ {
+		ok = unreserved(p[i]) || p[i] == '/'
+	}
+	if !ok || strings.Contains(p, "//") {
+		panic(fmt.Sprintf("autorefreshtest: IssuerPath %q must be a path such as /tenant1", p))
+	}
 }
 
 func (s *Server) logf(format string, args ...any) {
