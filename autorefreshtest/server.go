@@ -120,9 +120,10 @@ type Options struct {
 
 	// RequireDPoP makes DPoP (RFC 9449) mandatory: token requests without
 	// a proof are refused with invalid_dpop_proof, and the resource routes
-	// refuse access tokens that are not DPoP-bound. If false, DPoP is
-	// optional: a token request with a valid proof gets DPoP-bound tokens,
-	// one without gets Bearer tokens.
+	// refuse access tokens that are not DPoP-bound, including those of
+	// Issue, POST /auth/login and GET /auth/refreshtoken, which never are.
+	// If false, DPoP is optional: a token request with a valid proof gets
+	// DPoP-bound tokens, one without gets Bearer tokens.
 	RequireDPoP bool
 
 	// RequireDPoPNonce makes every DPoP proof carry the server's current

@@ -1072,3 +1072,67 @@ func TestLogfNeverSeesTokens(t *testing.T) {
 		}
 	}
 }
+
+// TestLogfNeverSeesSecrets runs the OAuth flows, refused and accepted, and
+// checks that no client secret, assertion, DPoP proof or token reaches Logf
+// or an error answer.
+func TestLogfNeverSeesSecrets(t *testing.T) {
+	var mu sync.Mutex
+	var lines []string
+	k := newKey(t, "ES256")
+	srv := setup(t, autorefreshtest.Options{
+		Clients: []autorefreshtest.Client{{ID: "svc", Secret: "client-s3cret"}, {ID: "signer", Key: k.public()}},
+		Logf: func(format string, args ...any) {
+			mu.Lock()
+			defer mu.Unlock()
+			lines = append(lines, fmt.Sprintf(format, args...))
+		},
+	})
+	tokenURL := srv.URL + "/oauth/token"
+	secrets := []string{"client-s3cret", "wrong-s3cret"}
+	var bodies []string
+	post := func(header http.Header, form url.Values) map[string]any {
+		r := do(t, srv, "POST", "/oauth/token", header, form.Encode())
+		if r.status != 200 {
+			bodies = append(bodies, string(r.body))
+		}
+		return r.json(t)
+	}
+	post(basicHeader("svc", "wrong-s3cret"), ccGrant)
+	post(formHeader, withAssertion(ccGrant, "not-a-jwt"))
+	assertion := k.assertion(t, "signer", tokenURL, nil)
+	secrets = append(secrets, assertion)
+	for range 2 { // the second is a replay
+		m := post(formHeader, withAssertion(ccGrant, assertion))
+		if at, ok := m["access_token"].(string); ok {
+			secrets = append(secrets, at)
+		}
+	}
+	form := cloneValues(passwordGrant)
+	form.Set("client_id", "svc")
+	form.Set("client_secret", "client-s3cret")
+	proof := k.proof(t, "POST", tokenURL, "", "", proofOpts{})
+	for range 2 { // the second is a replay
+		m := post(withProof(proof), form)
+		for _, name := range []string{"access_token", "refresh_token"} {
+			if v, ok := m[name].(string); ok {
+				secrets = append(secrets, v)
+			}
+		}
+	}
+	secrets = append(secrets, proof)
+	r := revoke(t, srv, basicHeader("svc", "client-s3cret"), url.Values{"token": {secrets[len(secrets)-2]}})
+	bodies = append(bodies, string(r.body))
+	if len(secrets) != 7 {
+		t.Fatalf("collected %d secrets; want 7 (the flows did not run as planned)", len(secrets))
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for _, l := range append(lines, bodies...) {
+		for _, secret := range secrets {
+			if strings.Contains(l, secret) || strings.Contains(l, url.QueryEscape(secret)) {
+				t.Errorf("log line or answer %q holds a secret", l)
+			}
+		}
+	}
+}
