@@ -240,3 +240,15 @@ func (s *Server) Introspect(accessToken string) (TokenInfo, bool) {
 		Expiry:   c.ExpiresAt.Time,
 	}, true
 }
+
+// mint fills in the issuer, ID, times and generation of c, which holds the
+// subject, session and any other claims, and returns the signed access
+// token and its expiry.
+func (s *Server) mint(c *claims, now time.Time, ttl time.Duration) (string, time.Time) {
+	c.Issuer = issuer
+	c.ID = randomString(12)
+	c.IssuedAt = numericDate{time.UnixMilli(now.UnixMilli())}
+	c.ExpiresAt = numericDate{time.UnixMilli(now.Add(ttl).UnixMilli())}
+	c.Generation = s.tokenGen.Load()
+	return s.sign(c), c.ExpiresAt.Time
+}
