@@ -380,9 +380,11 @@ func TestRequireDPoP(t *testing.T) {
 		t.Errorf("token request without a proof: %d %v; want 400 invalid_dpop_proof", r.status, got)
 	}
 	unbound := srv.Issue("alice").AccessToken
-	r = do(t, srv, "GET", "/api/me", bearer(unbound), "")
-	if ch := r.header.Get("WWW-Authenticate"); r.status != 401 || !strings.HasPrefix(ch, `DPoP error="invalid_token"`) {
-		t.Errorf("Bearer token: %d %q; want 401 with a DPoP challenge", r.status, ch)
+	for _, tok := range []string{unbound, "forged"} {
+		r = do(t, srv, "GET", "/api/me", bearer(tok), "")
+		if ch := r.header.Get("WWW-Authenticate"); r.status != 401 || !strings.HasPrefix(ch, `DPoP error="invalid_token"`) {
+			t.Errorf("Bearer token: %d %q; want 401 with a DPoP challenge", r.status, ch)
+		}
 	}
 	k := newKey(t, "ES256")
 	access, _ := dpopLogin(t, srv, k, "")

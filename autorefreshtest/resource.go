@@ -72,7 +72,11 @@ func (s *Server) authorize(r *http.Request) (c *claims, scheme string, proofOK b
 	}
 	c, err := s.verify(token)
 	if err != nil {
-		return nil, scheme, false, &denial{code: "invalid_token", desc: err.Error(), challenge: scheme}
+		challenge := scheme
+		if s.opts.RequireDPoP {
+			challenge = dpopChallenge(scheme) // the only scheme accepted
+		}
+		return nil, scheme, false, &denial{code: "invalid_token", desc: err.Error(), challenge: challenge}
 	}
 	switch {
 	case c.jkt() != "":
