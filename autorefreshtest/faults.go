@@ -29,10 +29,12 @@ const (
 	// the body, then closes the connection.
 	FaultDropConnection
 	// FaultDropAfterRotate refreshes for real (the presented refresh
-	// token is spent and a new pair issued) and then drops the connection
-	// like FaultDropConnection, as if the response were lost in transit:
-	// the client's refresh token is now spent. A refresh that is refused
-	// is answered normally.
+	// token is spent and a new pair issued; for a client_credentials
+	// grant, an access token issued) and then drops the connection like
+	// FaultDropConnection, as if the response were lost in transit: the
+	// client's refresh token is now spent. A refresh that is refused is
+	// answered normally, and neither counts as a fault nor uses one up:
+	// the fault waits for a refresh that succeeds.
 	FaultDropAfterRotate
 )
 
@@ -50,16 +52,39 @@ func (f Fault) String() string {
 // HugeBodySize is the size of the body answered for FaultHugeBody: 10 MiB.
 const HugeBodySize = 10 << 20
 
-// faultQueue holds the pending faults of the refresh endpoints. A count
-// above zero is the number of calls left; below zero means every call.
+// faultQueue holds the pending faults. A count above zero is the number of
+// calls left; below zero means every call.
 type faultQueue struct {
 	failN, failStatus int
 	fault             Fault
 	faultN            int
+
+	discoveryFailN, discoveryFailStatus int
+	discoveryFault                      DiscoveryFault
+	discoveryFaultN                     int
+
+	revocationFailN, revocationFailStatus int
 }
 
-// SetRefreshLatency makes each refresh call (GET /auth/refreshtoken or a
-// refresh_token grant) wait d before it is handled; zero or less removes
+// take uses up one call of a pending count n.
+func take(n *int) {
+	if *n > 0 {
+		*n--
+	}
+}
+
+// takeDropLocked reports whether a FaultDropAfterRotate is pending for a
+// refresh call that succeeded, and uses it up. The caller holds Server.mu.
+func (q *faultQueue) takeDropLocked() bool {
+	if q.fault != FaultDropAfterRotate || q.faultN == 0 {
+		return false
+	}
+	take(&q.faultN)
+	return true
+}
+
+// SetRefreshLatency makes each refresh call (GET /auth/refreshtoken, or a
+// refresh_token or client_credentials grant) wait d before it is handled; zero or less removes
 // the delay. The wait ends early, without a response, when the client goes
 // away or the server is closed. It applies to calls that arrive after it.
 func (s *Server) SetRefreshLatency(d time.Duration) { s.latency.Store(int64(d)) }
@@ -77,7 +102,8 @@ func (s *Server) FailRefresh(n, status int) {
 
 // SetRefreshFault makes the next n refresh calls answer with fault f. If n
 // is negative every refresh call does until SetRefreshFault(FaultNone, 0)
-// or ResetFaults.
+// or ResetFaults. FaultDropAfterRotate applies to the next n refresh calls
+// that succeed.
 func (s *Server) SetRefreshFault(f Fault, n int) {
 	s.mu.Lock()
 	s.faults.fault, s.faults.faultN = f, n
@@ -88,32 +114,42 @@ func (s *Server) SetRefreshFault(f Fault, n int) {
 // access token, while reject is true. /auth/check is not affected.
 func (s *Server) SetAPIReject(reject bool) { s.apiReject.Store(reject) }
 
+// ExpireAccessTokens makes every access token issued so far expired, as if
+// the server's clock had jumped past their expiry: the API and /auth/check
+// refuse them as expired, while their refresh tokens stay valid and tokens
+// issued afterwards are good. A client that believes its token good (its
+// exp has not passed) sees it refused, refreshes and goes on: the clean way
+// to test refresh-on-refusal without moving Options.Now, which would also
+// age refresh tokens, assertions and DPoP proofs.
+func (s *Server) ExpireAccessTokens() { s.tokenGen.Add(1) }
+
 // ResetFaults removes every injected fault: latency, FailRefresh,
-// SetRefreshFault and SetAPIReject.
+// SetRefreshFault, SetAPIReject, FailDiscovery, SetDiscoveryFault,
+// FailRevocation, DemandDPoPNonce and SetDPoPDowngrade. It does not undo
+// ExpireAccessTokens or revocations.
 func (s *Server) ResetFaults() {
 	s.SetRefreshLatency(0)
 	s.SetAPIReject(false)
+	s.SetDPoPDowngrade(false)
 	s.mu.Lock()
 	s.faults = faultQueue{}
+	s.nonceDemands = 0
 	s.mu.Unlock()
 }
 
 // takeFault consumes the fault for one refresh call: an HTTP status to
-// answer, or a Fault.
+// answer, or a Fault other than FaultDropAfterRotate, which is taken by a
+// refresh that succeeds (faultQueue.takeDropLocked).
 func (s *Server) takeFault() (status int, f Fault) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	q := &s.faults
 	if q.failN != 0 && q.failStatus != 0 {
-		if q.failN > 0 {
-			q.failN--
-		}
+		take(&q.failN)
 		return q.failStatus, FaultNone
 	}
-	if q.faultN != 0 && q.fault != FaultNone {
-		if q.faultN > 0 {
-			q.faultN--
-		}
+	if q.faultN != 0 && q.fault != FaultNone && q.fault != FaultDropAfterRotate {
+		take(&q.faultN)
 		return 0, q.fault
 	}
 	return 0, FaultNone
@@ -121,10 +157,9 @@ func (s *Server) takeFault() (status int, f Fault) {
 
 // beginRefresh starts a refresh call: it counts it, waits the injected
 // latency and answers an injected fault. It reports done when the response
-// was written; otherwise the caller handles the call, and drops the
-// connection after a successful refresh if f is FaultDropAfterRotate.
-func (s *Server) beginRefresh(w http.ResponseWriter, r *http.Request, oauth bool) (f Fault, done bool) {
-	s.stats.refreshCalls.Add(1)
+// was written; otherwise the caller handles the call.
+func (s *Server) beginRefresh(w http.ResponseWriter, r *http.Request, oauth bool) (done bool) {
+	s.count(func(st *Stats) { st.RefreshCalls++ })
 	if d := time.Duration(s.latency.Load()); d > 0 {
 		t := time.NewTimer(d)
 		select {
@@ -136,16 +171,14 @@ func (s *Server) beginRefresh(w http.ResponseWriter, r *http.Request, oauth bool
 		}
 	}
 	status, f := s.takeFault()
-	if status != 0 || f != FaultNone {
-		s.stats.refreshFaults.Add(1)
+	if status == 0 && f == FaultNone {
+		return false
 	}
-	switch {
-	case status != 0:
+	s.count(func(st *Stats) { st.RefreshFaults++ })
+	if status != 0 {
 		s.logf("autorefreshtest: refresh answered injected status %d", status)
 		writeJSON(w, status, oauthError{Code: "server_error", Description: "injected failure"})
-		return FaultNone, true
-	case f == FaultNone, f == FaultDropAfterRotate:
-		return f, false
+		return true
 	}
 	s.logf("autorefreshtest: refresh answered injected %v", f)
 	accessKey := `"accessToken"`
@@ -168,7 +201,7 @@ func (s *Server) beginRefresh(w http.ResponseWriter, r *http.Request, oauth bool
 	default:
 		writeJSON(w, http.StatusInternalServerError, oauthError{Code: "server_error", Description: "unknown fault"})
 	}
-	return f, true
+	return true
 }
 
 func writeRaw(w http.ResponseWriter, body string) {

@@ -24,17 +24,25 @@
 //     expired, revoked or spent refresh token gets 401.
 //   - GET /auth/check answers 200 {"user"} for a valid access token, 403
 //     otherwise.
-//   - POST /oauth/token is an RFC 6749 token endpoint for the "password" and
-//     "refresh_token" grants, with the same rotation rules.
+//   - POST /oauth/token is an RFC 6749 token endpoint for the "password",
+//     "refresh_token" and "client_credentials" grants, with the same
+//     rotation rules, client authentication (Client) and DPoP (RFC 9449).
+//   - POST /oauth/revoke is an RFC 7009 revocation endpoint.
+//   - GET /.well-known/oauth-authorization-server (RFC 8414) and GET
+//     /.well-known/openid-configuration (OpenID Connect Discovery) serve
+//     the server's metadata.
 //   - /api/echo (any method) answers 200 {"method","path","body","user"};
 //     /api/me answers {"user"}; /api/status/{code} answers code; /api/admin
 //     always answers 403 (insufficient_scope). A missing, malformed, forged,
 //     expired or revoked access token gets 403, or 401 with a
-//     WWW-Authenticate challenge (RFC 6750) when it was sent as
-//     "Authorization: Bearer".
+//     WWW-Authenticate challenge (RFC 6750, RFC 9449) when it was sent as
+//     "Authorization: Bearer" or "Authorization: DPoP".
+//
+// README.md in this package's folder describes every route, knob and
+// counter in detail.
 //
 // Access tokens are read from the "accessToken" header or from
-// "Authorization: Bearer". Their "exp" and "iat" claims carry a millisecond
+// "Authorization: Bearer" or "Authorization: DPoP". Their "exp" and "iat" claims carry a millisecond
 // fraction, so lifetimes below a second work. Code that verifies them with
 // golang-jwt (Options.SigningKey) should set jwt.TimePrecision to
 // time.Millisecond, or it rounds a sub-second token's times to seconds.
@@ -42,70 +50,15 @@ package autorefreshtest
 
 import (
 	"context"
-	"crypto/subtle"
 	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/autorefresh/autorefresh"
 )
-
-// DefaultUser and DefaultPassword are the only credentials a Server accepts
-// when Options.Users is nil.
-const (
-	DefaultUser     = "alice"
-	DefaultPassword = "wonderland"
-)
-
-// Options configure a Server. The zero value is a server with one user
-// (DefaultUser), one-minute access tokens, one-day rotating refresh tokens and
-// no client authentication.
-type Options struct {
-	// AccessTTL is the lifetime of access tokens. Values below a second
-	// work. If zero, it is one minute.
-	AccessTTL time.Duration
-
-	// RefreshTTL is the lifetime of each refresh token, counted from when
-	// it was issued. If zero, it is 24 hours.
-	RefreshTTL time.Duration
-
-	// Users maps user names to passwords. If nil, the only user is
-	// DefaultUser with DefaultPassword. NewServer copies the map.
-	Users map[string]string
-
-	// RevokeOnReuse makes the presentation of a spent refresh token revoke
-	// its whole session (Auth0 and Okta style): the session's current
-	// refresh token stops working and its access tokens are rejected.
-	RevokeOnReuse bool
-
-	// NoRotation makes refreshes keep the presented refresh token valid
-	// and omit the refresh token from their responses, like servers that
-	// do not rotate refresh tokens.
-	NoRotation bool
-
-	// ClientID and ClientSecret are the client credentials that POST
-	// /oauth/token requires, sent with HTTP Basic or in the form body. If
-	// ClientID is empty, no client authentication is required.
-	ClientID, ClientSecret string
-
-	// SigningKey is the HS256 key of the access tokens. If nil, a random
-	// key is used.
-	SigningKey []byte
-
-	// Now returns the server's current time, which decides when tokens
-	// were issued and whether they expired. If nil, time.Now is used.
-	Now func() time.Time
-
-	// Logf, if not nil, receives one line per request outcome, for
-	// debugging. It never receives token values. It must be safe for
-	// concurrent use; testing.T.Logf is, as long as Close is called
-	// before the test ends (t.Cleanup(srv.Close)).
-	Logf func(format string, args ...any)
-}
 
 // Server is an auth and API server listening on a loopback address. It is
 // safe for concurrent use: every method, including fault injection, may be
@@ -123,28 +76,26 @@ type Server struct {
 	cancel context.CancelFunc
 	close  sync.Once
 
+	clients map[string]*Client // by ID; read-only after NewServer
+
 	stats     counters
 	latency   atomic.Int64 // time.Duration of SetRefreshLatency
 	apiReject atomic.Bool
+	downgrade atomic.Bool  // SetDPoPDowngrade
+	tokenGen  atomic.Int64 // ExpireAccessTokens: access tokens of older generations are expired
 
-	mu       sync.Mutex // guards sessions, refresh, nextSID and faults
-	sessions map[string]*session
-	refresh  map[string]*refreshToken
-	nextSID  int
-	faults   faultQueue
-}
-
-// session is one login: the family of tokens that rotation derives from it.
-type session struct {
-	user    string
-	revoked bool
-}
-
-// refreshToken is the state of one issued refresh token.
-type refreshToken struct {
-	sid    string
-	expiry time.Time
-	spent  bool
+	// mu guards the sessions and tokens, the faults, and the remembered
+	// jti values and nonces.
+	mu            sync.Mutex
+	sessions      map[string]*session
+	refresh       map[string]*refreshToken
+	nextSID       int
+	faults        faultQueue
+	revokedAccess seenSet       // jti of access tokens revoked at /oauth/revoke
+	assertionJTIs seenSet       // client ID and jti of private_key_jwt assertions
+	proofJTIs     seenSet       // jti of DPoP proofs
+	nonces        [2]nonceState // by domain
+	nonceDemands  int           // DemandDPoPNonce
 }
 
 // NewServer starts a Server on 127.0.0.1. The caller must Close it.
@@ -155,11 +106,13 @@ func NewServer(opts Options) *Server {
 	if opts.RefreshTTL == 0 {
 		opts.RefreshTTL = 24 * time.Hour
 	}
+	checkIssuerPath(opts.IssuerPath)
 	s := &Server{
 		opts:     opts,
 		users:    map[string]string{DefaultUser: DefaultPassword},
 		key:      opts.SigningKey,
 		now:      opts.Now,
+		clients:  registerClients(opts),
 		sessions: make(map[string]*session),
 		refresh:  make(map[string]*refreshToken),
 	}
@@ -175,6 +128,7 @@ func NewServer(opts Options) *Server {
 	if s.now == nil {
 		s.now = time.Now
 	}
+	s.RotateDPoPNonce()
 	ctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
 	s.ts = httptest.NewUnstartedServer(s.routes())
@@ -200,159 +154,23 @@ func (s *Server) Close() {
 // closed by Close.
 func (s *Server) Client() *http.Client { return s.ts.Client() }
 
-// Issue starts a session for user, who need not be in Options.Users, and
-// returns its tokens as a login would, without any HTTP exchange and
-// without counting a login. Expiry is set to the access token's expiry.
-func (s *Server) Issue(user string) autorefresh.Tokens {
-	return s.IssueTTL(user, s.opts.AccessTTL)
-}
+// Issuer returns the server's issuer identifier (RFC 8414): URL followed by
+// Options.IssuerPath. It is the "issuer" of the metadata, and an audience
+// that private_key_jwt assertions may name.
+func (s *Server) Issuer() string { return s.URL + s.opts.IssuerPath }
 
-// IssueTTL is like Issue with an access-token lifetime of accessTTL, which
-// may be zero or negative to start a session whose access token has already
-// expired while its refresh token is valid.
-func (s *Server) IssueTTL(user string, accessTTL time.Duration) autorefresh.Tokens {
-	rt := randomString(32)
-	now := s.now()
-	s.mu.Lock()
-	s.nextSID++
-	sid := fmt.Sprintf("s%d", s.nextSID)
-	s.sessions[sid] = &session{user: user}
-	s.refresh[rt] = &refreshToken{sid: sid, expiry: now.Add(s.opts.RefreshTTL)}
-	s.mu.Unlock()
-	at, exp := s.mint(user, sid, now, accessTTL)
-	return autorefresh.Tokens{AccessToken: at, RefreshToken: rt, Expiry: exp}
-}
-
-// mint returns a signed access token of session sid and its expiry.
-func (s *Server) mint(user, sid string, now time.Time, ttl time.Duration) (string, time.Time) {
-	c := &claims{
-		Issuer:    issuer,
-		Subject:   user,
-		Session:   sid,
-		ID:        randomString(12),
-		IssuedAt:  numericDate{time.UnixMilli(now.UnixMilli())},
-		ExpiresAt: numericDate{time.UnixMilli(now.Add(ttl).UnixMilli())},
+// checkIssuerPath panics if p is not a valid Options.IssuerPath.
+func checkIssuerPath(p string) {
+	if p == "" {
+		return
 	}
-	return s.sign(c), c.ExpiresAt.Time
-}
-
-// login checks user's password.
-func (s *Server) login(user, password string) bool {
-	want, ok := s.users[user]
-	return ok && subtle.ConstantTimeCompare([]byte(password), []byte(want)) == 1
-}
-
-// grant is the outcome of a successful refresh.
-type grant struct {
-	tokens  autorefresh.Tokens
-	sid     string
-	rotated bool // tokens.RefreshToken is new
-}
-
-// rotate redeems the refresh token rt: it returns a new access token and,
-// unless Options.NoRotation is set, a new refresh token, and marks rt spent.
-// The error is one of the errRefresh values.
-func (s *Server) rotate(rt string) (grant, error) {
-	if rt == "" {
-		s.stats.refreshRejections.Add(1)
-		return grant{}, errNoRefresh
+	ok := p[0] == '/' && p[len(p)-1] != '/'
+	for i := 0; i < len(p) && ok; i++ {
+		ok = unreserved(p[i]) || p[i] == '/'
 	}
-	next := randomString(32)
-	now := s.now()
-	var err error
-	var g grant
-	revoked := false
-
-	s.mu.Lock()
-	e := s.refresh[rt]
-	var sess *session
-	if e != nil {
-		sess = s.sessions[e.sid]
+	if !ok || strings.Contains(p, "//") {
+		panic(fmt.Sprintf("autorefreshtest: IssuerPath %q must be a path such as /tenant1", p))
 	}
-	switch {
-	case e == nil:
-		err = errRefreshUnknown
-	case e.spent:
-		err = errRefreshSpent
-		s.stats.reuseRejections.Add(1)
-		if s.opts.RevokeOnReuse && !sess.revoked {
-			sess.revoked, revoked = true, true
-		}
-	case sess.revoked:
-		err = errRefreshRevoked
-	case !now.Before(e.expiry):
-		err = errRefreshExpired
-	default:
-		g = grant{sid: e.sid, tokens: autorefresh.Tokens{RefreshToken: rt}}
-		if !s.opts.NoRotation {
-			e.spent = true
-			s.refresh[next] = &refreshToken{sid: e.sid, expiry: now.Add(s.opts.RefreshTTL)}
-			g.tokens.RefreshToken, g.rotated = next, true
-		}
-	}
-	s.mu.Unlock()
-
-	if revoked {
-		s.stats.revocations.Add(1)
-		s.logf("autorefreshtest: session %s revoked: refresh token reused", e.sid)
-	}
-	if err != nil {
-		s.stats.refreshRejections.Add(1)
-		return grant{}, err
-	}
-	g.tokens.AccessToken, g.tokens.Expiry = s.mint(sess.user, g.sid, now, s.opts.AccessTTL)
-	s.stats.refreshes.Add(1)
-	return g, nil
-}
-
-// Revoke ends the session that token belongs to, as a server-side logout:
-// its refresh tokens stop working and its access tokens are rejected. token
-// is any access or refresh token the session issued, current or not, even
-// expired. Revoke reports whether token identified a session.
-func (s *Server) Revoke(token string) bool {
-	var sid string
-	s.mu.Lock()
-	if e := s.refresh[token]; e != nil {
-		sid = e.sid
-	}
-	s.mu.Unlock()
-	if sid == "" {
-		if c, err := s.parse(token, false); err == nil {
-			sid = c.Session
-		}
-	}
-	n := s.revokeWhere(func(id string, _ *session) bool { return id == sid })
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return n > 0 || s.sessions[sid] != nil
-}
-
-// RevokeUser revokes every session of user and returns how many were live.
-func (s *Server) RevokeUser(user string) int {
-	return s.revokeWhere(func(_ string, sess *session) bool { return sess.user == user })
-}
-
-// RevokeAll revokes every session and returns how many were live.
-func (s *Server) RevokeAll() int {
-	return s.revokeWhere(func(string, *session) bool { return true })
-}
-
-// revokeWhere revokes the live sessions that match and returns their number.
-func (s *Server) revokeWhere(match func(sid string, sess *session) bool) int {
-	n := 0
-	s.mu.Lock()
-	for sid, sess := range s.sessions {
-		if !sess.revoked && match(sid, sess) {
-			sess.revoked = true
-			n++
-		}
-	}
-	s.mu.Unlock()
-	s.stats.revocations.Add(int64(n))
-	if n > 0 {
-		s.logf("autorefreshtest: %d session(s) revoked", n)
-	}
-	return n
 }
 
 func (s *Server) logf(format string, args ...any) {

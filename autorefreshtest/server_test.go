@@ -610,6 +610,17 @@ func TestOAuthToken(t *testing.T) {
 		t.Errorf("API status with the refreshed Bearer token = %d; want 200", got)
 	}
 
+	checkOAuthErrors(t, srv, rt)
+}
+
+// checkOAuthErrors sends token requests that are refused, rt being a spent
+// refresh token, then checks the counts of TestOAuthToken.
+func checkOAuthErrors(t *testing.T, srv *autorefreshtest.Server, rt string) {
+	t.Helper()
+	post := func(form url.Values) response {
+		t.Helper()
+		return do(t, srv, "POST", "/oauth/token", formHeader, form.Encode())
+	}
 	tests := []struct {
 		name       string
 		form       url.Values
@@ -618,7 +629,8 @@ func TestOAuthToken(t *testing.T) {
 	}{
 		{"reuse", url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}}, 400, "invalid_grant"},
 		{"wrong password", url.Values{"grant_type": {"password"}, "username": {"alice"}, "password": {"x"}}, 400, "invalid_grant"},
-		{"unsupported", url.Values{"grant_type": {"client_credentials"}}, 400, "unsupported_grant_type"},
+		{"unsupported", url.Values{"grant_type": {"authorization_code"}, "code": {"x"}}, 400, "unsupported_grant_type"},
+		{"repeated parameter", url.Values{"grant_type": {"password", "password"}}, 400, "invalid_request"},
 		{"missing grant", url.Values{}, 400, "invalid_request"},
 		{"missing refresh_token", url.Values{"grant_type": {"refresh_token"}}, 400, "invalid_request"},
 	}
@@ -651,21 +663,34 @@ func TestOAuthClientAuth(t *testing.T) {
 		h.Set("Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte(cred)))
 		return h
 	}
+	raw := func(auth string) http.Header {
+		h := formHeader.Clone()
+		h.Set("Authorization", auth)
+		return h
+	}
 	tests := []struct {
 		name          string
 		clientID      string
 		header        http.Header
 		form          url.Values
 		wantStatus    int
+		wantError     string
 		wantChallenge bool
 	}{
-		{"basic", "my app", basic("my app", "s3cret/+"), grant, 200, false},
-		{"body", "my app", formHeader, withBody("my app", "s3cret/+"), 200, false},
-		{"basic wrong secret", "my app", basic("my app", "nope"), grant, 401, true},
-		{"basic wrong id", "my app", basic("other", "s3cret/+"), grant, 401, true},
-		{"body wrong secret", "my app", formHeader, withBody("my app", "nope"), 401, false},
-		{"none", "my app", formHeader, grant, 401, false},
-		{"not required", "", formHeader, grant, 200, false},
+		{"basic", "my app", basic("my app", "s3cret/+"), grant, 200, "", false},
+		{"body", "my app", formHeader, withBody("my app", "s3cret/+"), 200, "", false},
+		{"basic wrong secret", "my app", basic("my app", "nope"), grant, 401, "invalid_client", true},
+		{"basic wrong id", "my app", basic("other", "s3cret/+"), grant, 401, "invalid_client", true},
+		{"basic malformed base64", "my app", raw("Basic %%%"), grant, 401, "invalid_client", true},
+		{"basic without colon", "my app", raw("Basic " + base64.StdEncoding.EncodeToString([]byte("my app"))), grant, 401, "invalid_client", true},
+		{"basic empty", "my app", raw("Basic"), grant, 401, "invalid_client", true},
+		{"other scheme", "my app", raw("Bearer abc"), grant, 401, "invalid_client", true},
+		{"body wrong secret", "my app", formHeader, withBody("my app", "nope"), 400, "invalid_client", false},
+		{"body unknown client", "my app", formHeader, withBody("other", "s3cret/+"), 400, "invalid_client", false},
+		{"none", "my app", formHeader, grant, 401, "invalid_client", true},
+		{"two methods", "my app", basic("my app", "s3cret/+"), withBody("my app", "s3cret/+"), 400, "invalid_request", false},
+		{"not required", "", formHeader, grant, 200, "", false},
+		{"not required, ignored", "", basic("x", "y"), grant, 200, "", false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -674,16 +699,24 @@ func TestOAuthClientAuth(t *testing.T) {
 			if r.status != tt.wantStatus {
 				t.Fatalf("status = %d (%s); want %d", r.status, r.body, tt.wantStatus)
 			}
-			if tt.wantStatus == 401 {
-				if got := r.json(t)["error"]; got != "invalid_client" {
-					t.Errorf("error = %v; want invalid_client", got)
+			if tt.wantError != "" {
+				if got := r.json(t)["error"]; got != tt.wantError {
+					t.Errorf("error = %v; want %s", got, tt.wantError)
 				}
-				if st := srv.Stats(); st.ClientAuthFailures != 1 {
-					t.Errorf("ClientAuthFailures = %d; want 1", st.ClientAuthFailures)
+				want := int64(0)
+				if tt.wantError == "invalid_client" {
+					want = 1
+				}
+				if st := srv.Stats(); st.ClientAuthFailures != want {
+					t.Errorf("ClientAuthFailures = %d; want %d", st.ClientAuthFailures, want)
 				}
 			}
-			if got := r.header.Get("WWW-Authenticate") != ""; got != tt.wantChallenge {
-				t.Errorf("WWW-Authenticate present = %t; want %t", got, tt.wantChallenge)
+			ch := r.header.Get("WWW-Authenticate")
+			if got := ch != ""; got != tt.wantChallenge {
+				t.Errorf("WWW-Authenticate = %q; want present = %t", ch, tt.wantChallenge)
+			}
+			if tt.wantChallenge && !strings.HasPrefix(ch, "Basic ") {
+				t.Errorf("WWW-Authenticate = %q; want a Basic challenge", ch)
 			}
 		})
 	}
@@ -726,43 +759,45 @@ var refreshers = []struct {
 	}},
 }
 
+// refreshFaultTests are the Faults, with a check of the faulty answer.
+var refreshFaultTests = []struct {
+	fault autorefreshtest.Fault
+	// check inspects the faulty response; body is what could be read.
+	check func(t *testing.T, accessKey string, resp *http.Response, body []byte, err error)
+	spent bool // the presented refresh token is spent afterwards
+}{
+	{autorefreshtest.FaultMalformedJSON, func(t *testing.T, _ string, resp *http.Response, body []byte, err error) {
+		var v any
+		if err != nil || resp.StatusCode != 200 || json.Unmarshal(body, &v) == nil {
+			t.Errorf("got %v, %q; want 200 with malformed JSON", err, body)
+		}
+	}, false},
+	{autorefreshtest.FaultNoAccessToken, func(t *testing.T, key string, resp *http.Response, body []byte, err error) {
+		var m map[string]any
+		if err != nil || resp.StatusCode != 200 || json.Unmarshal(body, &m) != nil || m[key] != nil {
+			t.Errorf("got %v, %q; want 200 with JSON without %s", err, body, key)
+		}
+	}, false},
+	{autorefreshtest.FaultHugeBody, func(t *testing.T, key string, resp *http.Response, body []byte, err error) {
+		if err != nil || resp.StatusCode != 200 || len(body) != autorefreshtest.HugeBodySize ||
+			!strings.HasPrefix(string(body), `{"`+key+`":"aaaa`) {
+			t.Errorf("got %v, %d bytes; want 200 with %d bytes", err, len(body), autorefreshtest.HugeBodySize)
+		}
+	}, false},
+	{autorefreshtest.FaultDropConnection, func(t *testing.T, _ string, resp *http.Response, body []byte, err error) {
+		if !errors.Is(err, io.ErrUnexpectedEOF) {
+			t.Errorf("reading the body: %v; want io.ErrUnexpectedEOF", err)
+		}
+	}, false},
+	{autorefreshtest.FaultDropAfterRotate, func(t *testing.T, _ string, resp *http.Response, body []byte, err error) {
+		if !errors.Is(err, io.ErrUnexpectedEOF) {
+			t.Errorf("reading the body: %v; want io.ErrUnexpectedEOF", err)
+		}
+	}, true},
+}
+
 func TestRefreshFaults(t *testing.T) {
-	tests := []struct {
-		fault autorefreshtest.Fault
-		// check inspects the faulty response; body is what could be read.
-		check func(t *testing.T, accessKey string, resp *http.Response, body []byte, err error)
-		spent bool // the presented refresh token is spent afterwards
-	}{
-		{autorefreshtest.FaultMalformedJSON, func(t *testing.T, _ string, resp *http.Response, body []byte, err error) {
-			var v any
-			if err != nil || resp.StatusCode != 200 || json.Unmarshal(body, &v) == nil {
-				t.Errorf("got %v, %q; want 200 with malformed JSON", err, body)
-			}
-		}, false},
-		{autorefreshtest.FaultNoAccessToken, func(t *testing.T, key string, resp *http.Response, body []byte, err error) {
-			var m map[string]any
-			if err != nil || resp.StatusCode != 200 || json.Unmarshal(body, &m) != nil || m[key] != nil {
-				t.Errorf("got %v, %q; want 200 with JSON without %s", err, body, key)
-			}
-		}, false},
-		{autorefreshtest.FaultHugeBody, func(t *testing.T, key string, resp *http.Response, body []byte, err error) {
-			if err != nil || resp.StatusCode != 200 || len(body) != autorefreshtest.HugeBodySize ||
-				!strings.HasPrefix(string(body), `{"`+key+`":"aaaa`) {
-				t.Errorf("got %v, %d bytes; want 200 with %d bytes", err, len(body), autorefreshtest.HugeBodySize)
-			}
-		}, false},
-		{autorefreshtest.FaultDropConnection, func(t *testing.T, _ string, resp *http.Response, body []byte, err error) {
-			if !errors.Is(err, io.ErrUnexpectedEOF) {
-				t.Errorf("reading the body: %v; want io.ErrUnexpectedEOF", err)
-			}
-		}, false},
-		{autorefreshtest.FaultDropAfterRotate, func(t *testing.T, _ string, resp *http.Response, body []byte, err error) {
-			if !errors.Is(err, io.ErrUnexpectedEOF) {
-				t.Errorf("reading the body: %v; want io.ErrUnexpectedEOF", err)
-			}
-		}, true},
-	}
-	for _, tt := range tests {
+	for _, tt := range refreshFaultTests {
 		for _, ep := range refreshers {
 			t.Run(tt.fault.String()+"/"+ep.name, func(t *testing.T) {
 				srv := setup(t, autorefreshtest.Options{})
@@ -1033,6 +1068,70 @@ func TestLogfNeverSeesTokens(t *testing.T) {
 		for _, secret := range []string{tok.AccessToken, tok.RefreshToken, next.AccessToken, next.RefreshToken} {
 			if strings.Contains(l, secret) {
 				t.Errorf("log line %q contains a token", l)
+			}
+		}
+	}
+}
+
+// TestLogfNeverSeesSecrets runs the OAuth flows, refused and accepted, and
+// checks that no client secret, assertion, DPoP proof or token reaches Logf
+// or an error answer.
+func TestLogfNeverSeesSecrets(t *testing.T) {
+	var mu sync.Mutex
+	var lines []string
+	k := newKey(t, "ES256")
+	srv := setup(t, autorefreshtest.Options{
+		Clients: []autorefreshtest.Client{{ID: "svc", Secret: "client-s3cret"}, {ID: "signer", Key: k.public()}},
+		Logf: func(format string, args ...any) {
+			mu.Lock()
+			defer mu.Unlock()
+			lines = append(lines, fmt.Sprintf(format, args...))
+		},
+	})
+	tokenURL := srv.URL + "/oauth/token"
+	secrets := []string{"client-s3cret", "wrong-s3cret"}
+	var bodies []string
+	post := func(header http.Header, form url.Values) map[string]any {
+		r := do(t, srv, "POST", "/oauth/token", header, form.Encode())
+		if r.status != 200 {
+			bodies = append(bodies, string(r.body))
+		}
+		return r.json(t)
+	}
+	post(basicHeader("svc", "wrong-s3cret"), ccGrant)
+	post(formHeader, withAssertion(ccGrant, "not-a-jwt"))
+	assertion := k.assertion(t, "signer", tokenURL, nil)
+	secrets = append(secrets, assertion)
+	for range 2 { // the second is a replay
+		m := post(formHeader, withAssertion(ccGrant, assertion))
+		if at, ok := m["access_token"].(string); ok {
+			secrets = append(secrets, at)
+		}
+	}
+	form := cloneValues(passwordGrant)
+	form.Set("client_id", "svc")
+	form.Set("client_secret", "client-s3cret")
+	proof := k.proof(t, "POST", tokenURL, "", "", proofOpts{})
+	for range 2 { // the second is a replay
+		m := post(withProof(proof), form)
+		for _, name := range []string{"access_token", "refresh_token"} {
+			if v, ok := m[name].(string); ok {
+				secrets = append(secrets, v)
+			}
+		}
+	}
+	secrets = append(secrets, proof)
+	r := revoke(t, srv, basicHeader("svc", "client-s3cret"), url.Values{"token": {secrets[len(secrets)-2]}})
+	bodies = append(bodies, string(r.body))
+	if len(secrets) != 7 {
+		t.Fatalf("collected %d secrets; want 7 (the flows did not run as planned)", len(secrets))
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for _, l := range append(lines, bodies...) {
+		for _, secret := range secrets {
+			if strings.Contains(l, secret) || strings.Contains(l, url.QueryEscape(secret)) {
+				t.Errorf("log line or answer %q holds a secret", l)
 			}
 		}
 	}

@@ -5,8 +5,10 @@
 //	go run ./examples/demo [-duration 10s] [-workers 50] [-lifetime 2s] [-store FILE]
 //
 // It starts an in-process auth and API server (package autorefreshtest) on
-// a loopback address, logs in, runs the workers, prints a progress line every second and a summary, and
-// exits with status 1 if any request failed.
+// a loopback address, logs in, runs the workers, prints a progress line
+// every second and a summary, and exits with status 1 if any request
+// failed, 2 for a bad flag, and 130 when interrupted (Ctrl-C; a second one
+// ends it at once).
 package main
 
 import (
@@ -48,32 +50,84 @@ type summary struct {
 
 	refreshes, proactive, refreshFailures, replays int64 // the transport's counts
 	forbidden, serverRefreshes, reuses             int64 // the server's counts
+
+	interrupted bool // the run was cut short
 }
 
+// Exit statuses.
+const (
+	exitOK          = 0
+	exitFailed      = 1
+	exitUsage       = 2
+	exitInterrupted = 130 // 128 + SIGINT, as shells report it
+)
+
 func main() {
-	var cfg config
-	flag.DurationVar(&cfg.duration, "duration", 10*time.Second, "how long the workers run")
-	flag.IntVar(&cfg.workers, "workers", 50, "number of concurrent workers")
-	flag.DurationVar(&cfg.lifetime, "lifetime", 2*time.Second, "lifetime of the access tokens")
-	flag.StringVar(&cfg.store, "store", "", "keep the tokens in this `file` (default: in memory)")
-	flag.Parse()
-	if flag.NArg() > 0 || cfg.workers < 1 || cfg.duration <= 0 || cfg.lifetime <= 0 {
-		flag.Usage()
-		os.Exit(2)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	go func() {
+		<-ctx.Done()
+		stop() // a second interrupt ends the program at once
+	}()
+	os.Exit(runMain(ctx, os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// runMain runs the demo with the command-line arguments args and returns
+// the exit status. It stops early, with exitInterrupted, when ctx ends.
+func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	cfg, err := parseFlags(args, stderr)
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		return exitOK
+	case err != nil:
+		return exitUsage
 	}
 	cfg.progress = time.Second
-	cfg.live = isTerminal(os.Stdout)
+	if f, ok := stdout.(*os.File); ok {
+		cfg.live = isTerminal(f)
+	}
+	sum, err := run(ctx, cfg, stdout)
+	switch {
+	case ctx.Err() != nil:
+		fmt.Fprintln(stderr, "demo: interrupted")
+		return exitInterrupted
+	case err != nil:
+		fmt.Fprintln(stderr, "demo:", err)
+		return exitFailed
+	case sum.failed > 0:
+		return exitFailed
+	}
+	return exitOK
+}
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
-	defer stop()
-	sum, err := run(ctx, cfg, os.Stdout)
+// parseFlags parses the command-line arguments. On a bad one it prints
+// what is wrong and the usage to stderr, and returns an error.
+func parseFlags(args []string, stderr io.Writer) (config, error) {
+	var cfg config
+	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.DurationVar(&cfg.duration, "duration", 10*time.Second, "how long the workers run")
+	fs.IntVar(&cfg.workers, "workers", 50, "number of concurrent workers")
+	fs.DurationVar(&cfg.lifetime, "lifetime", 2*time.Second, "lifetime of the access tokens")
+	fs.StringVar(&cfg.store, "store", "", "keep the tokens in this `file` (default: in memory)")
+	if err := fs.Parse(args); err != nil {
+		return cfg, err // the flag package printed it, with the usage
+	}
+	var err error
+	switch {
+	case fs.NArg() > 0:
+		err = fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	case cfg.workers < 1:
+		err = fmt.Errorf("invalid value \"%d\" for flag -workers: must be at least 1", cfg.workers)
+	case cfg.duration <= 0:
+		err = fmt.Errorf("invalid value \"%v\" for flag -duration: must be positive", cfg.duration)
+	case cfg.lifetime <= 0:
+		err = fmt.Errorf("invalid value \"%v\" for flag -lifetime: must be positive", cfg.lifetime)
+	}
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "demo:", err)
-		os.Exit(1)
+		fmt.Fprintln(stderr, err)
+		fs.Usage()
 	}
-	if sum.failed > 0 {
-		os.Exit(1)
-	}
+	return cfg, err
 }
 
 // isTerminal reports whether f is a terminal.
@@ -190,11 +244,9 @@ func run(ctx context.Context, cfg config, out io.Writer) (summary, error) {
 		forbidden:       sst.API403s,
 		serverRefreshes: sst.Refreshes,
 		reuses:          sst.ReuseRejections,
+		interrupted:     ctx.Err() != nil,
 	}
 	sum.print(out, cfg.lifetime)
-	if ctx.Err() != nil {
-		fmt.Fprintln(out, "(interrupted)")
-	}
 	return sum, nil
 }
 
@@ -257,9 +309,12 @@ func (s summary) print(out io.Writer, lifetime time.Duration) {
 	fmt.Fprintf(out, "  failed refreshes     %8d\n", s.refreshFailures)
 	fmt.Fprintf(out, "  403s seen            %8d\n", s.forbidden)
 	fmt.Fprintf(out, "  replays              %8d\n", s.replays)
-	if s.failed > 0 {
+	switch {
+	case s.failed > 0:
 		fmt.Fprintf(out, "FAILED: %d requests; the first: %s\n", s.failed, s.firstFailure)
-	} else {
+	case s.interrupted:
+		fmt.Fprintf(out, "interrupted after %.1fs: the run was cut short\n", secs)
+	default:
 		fmt.Fprintln(out, "ok: no request failed")
 	}
 }

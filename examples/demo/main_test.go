@@ -2,10 +2,15 @@ package main
 
 import (
 	"bytes"
+	"context"
+	"errors"
+	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -75,7 +80,10 @@ func TestRunLiveProgress(t *testing.T) {
 // that its new server does not know them, and logs in again.
 func TestRunFileStore(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "tokens.json")
-	cfg := config{duration: 300 * time.Millisecond, workers: 4, lifetime: 100 * time.Millisecond, store: path}
+	// Tokens outlive the run: this test is about the file, and a
+	// sub-second lifetime can expire between a refresh and its replay on
+	// a loaded machine.
+	cfg := config{duration: 300 * time.Millisecond, workers: 4, lifetime: 2 * time.Second, store: path}
 	for i, want := range []string{"logged in as alice", "the stored session is over"} {
 		var out bytes.Buffer
 		sum, err := run(t.Context(), cfg, &out)
@@ -98,5 +106,144 @@ func TestRunFileStore(t *testing.T) {
 				t.Errorf("run %d: token file mode %v (err %v); want 0600", i, fi.Mode().Perm(), err)
 			}
 		}
+	}
+}
+
+// TestMain runs main instead of the tests when DEMO_TEST_MAIN_ARGS is set,
+// so that TestInterruptSignal can run the demo as a process of its own.
+func TestMain(m *testing.M) {
+	if args, ok := os.LookupEnv("DEMO_TEST_MAIN_ARGS"); ok {
+		os.Args = append([]string{"demo"}, strings.Fields(args)...)
+		main()
+		return
+	}
+	os.Exit(m.Run())
+}
+
+// syncBuffer is a bytes.Buffer that may be written and read at once.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// waitFor polls cond until it holds; the test's deadline bounds it.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for !cond() {
+		if t.Context().Err() != nil {
+			t.Fatalf("gave up waiting for %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func TestBadFlags(t *testing.T) {
+	tests := []struct {
+		args []string
+		want string // in the error output
+	}{
+		{[]string{"-workers", "0"}, `invalid value "0" for flag -workers: must be at least 1`},
+		{[]string{"-workers", "-3"}, `invalid value "-3" for flag -workers`},
+		{[]string{"-duration", "-1s"}, `invalid value "-1s" for flag -duration: must be positive`},
+		{[]string{"-duration", "0"}, `invalid value "0s" for flag -duration`},
+		{[]string{"-lifetime", "0s"}, `invalid value "0s" for flag -lifetime`},
+		{[]string{"-workers", "many"}, `invalid value "many" for flag -workers`},
+		{[]string{"-nope"}, `flag provided but not defined: -nope`},
+		{[]string{"extra"}, `unexpected argument "extra"`},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			if got := runMain(t.Context(), tt.args, &stdout, &stderr); got != exitUsage {
+				t.Errorf("exit status = %d; want %d", got, exitUsage)
+			}
+			if !strings.Contains(stderr.String(), tt.want) || !strings.Contains(stderr.String(), "Usage") {
+				t.Errorf("error output:\n%s\nwant %q and the usage", stderr.String(), tt.want)
+			}
+			if stdout.Len() != 0 {
+				t.Errorf("output %q; want none", stdout.String())
+			}
+		})
+	}
+	var stderr bytes.Buffer
+	if got := runMain(t.Context(), []string{"-h"}, io.Discard, &stderr); got != exitOK || !strings.Contains(stderr.String(), "-workers") {
+		t.Errorf("-h: exit status %d, output %q; want 0 and the usage", got, stderr.String())
+	}
+	cfg, err := parseFlags([]string{"-workers", "3", "-duration", "2s", "-lifetime", "1s", "-store", "f"}, io.Discard)
+	if want := (config{duration: 2 * time.Second, workers: 3, lifetime: time.Second, store: "f"}); err != nil || cfg != want {
+		t.Errorf("parseFlags = %+v, %v; want %+v", cfg, err, want)
+	}
+}
+
+// TestRunInterrupted ends the context mid-run: the demo stops, says it was
+// interrupted, and exits 130.
+func TestRunInterrupted(t *testing.T) {
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	out := &syncBuffer{}
+	var stderr bytes.Buffer
+	status := make(chan int, 1)
+	go func() {
+		status <- runMain(ctx, []string{"-duration", "10m", "-workers", "4", "-lifetime", "1s"}, out, &stderr)
+	}()
+	waitFor(t, "the login", func() bool { return strings.Contains(out.String(), "logged in") })
+	cancel()
+	if got := <-status; got != exitInterrupted {
+		t.Errorf("exit status = %d; want %d", got, exitInterrupted)
+	}
+	if s := out.String(); !strings.Contains(s, "interrupted after") || strings.Contains(s, "ok:") {
+		t.Errorf("output:\n%s\nwant the summary to say it was interrupted, not ok", s)
+	}
+	if !strings.Contains(stderr.String(), "demo: interrupted") {
+		t.Errorf("error output %q; want demo: interrupted", stderr.String())
+	}
+}
+
+// TestInterruptSignal runs the demo as a process and sends it SIGINT.
+func TestInterruptSignal(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("no SIGINT to send on Windows")
+	}
+	// If SIGINT were ignored, the demo would end after 30s with status 0.
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "DEMO_TEST_MAIN_ARGS=-duration 30s -workers 2 -lifetime 1s")
+	stdout, stderr := &syncBuffer{}, &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = stdout, stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waited := make(chan error, 1)
+	go func() { waited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		cmd.Process.Kill() // if the test failed before the process ended
+		<-waited
+	})
+	waitFor(t, "the demo to log in", func() bool { return strings.Contains(stdout.String(), "logged in") })
+	if err := cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	err := <-waited
+	waited <- err // for the clean-up
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != exitInterrupted {
+		t.Errorf("demo ended with %v; want exit status %d", err, exitInterrupted)
+	}
+	if s := stdout.String(); !strings.Contains(s, "interrupted after") || strings.Contains(s, "ok:") {
+		t.Errorf("output:\n%s\nwant the summary to say it was interrupted, not ok", s)
+	}
+	if !strings.Contains(stderr.String(), "demo: interrupted") {
+		t.Errorf("error output %q; want demo: interrupted", stderr.String())
 	}
 }
