@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"testing"
 	"time"
 
@@ -256,7 +257,7 @@ func runRefreshChildren(t *testing.T, lock bool) refreshRun {
 // tolerance is needed.
 func TestFileStoreProcesses(t *testing.T) {
 	if !autorefresh.CrossProcessLock {
-		t.Skip("FileStore.Lock does not exclude other processes on this system")
+		autorefresh.CannotRun(t, "FileStore.Lock does not exclude other processes on %s", runtime.GOOS)
 	}
 	run := runRefreshChildren(t, true)
 	generations := map[string]bool{}
@@ -337,7 +338,7 @@ func lockerChild() error {
 // once that process released it.
 func TestFileStoreLockAcrossProcesses(t *testing.T) {
 	if !autorefresh.CrossProcessLock {
-		t.Skip("FileStore.Lock does not exclude other processes on this system")
+		autorefresh.CannotRun(t, "FileStore.Lock does not exclude other processes on %s", runtime.GOOS)
 	}
 	path := filepath.Join(t.TempDir(), "tokens.json")
 	cmd := helperCommand(t, "locker", helperFile+"="+path)

@@ -119,7 +119,7 @@ func TestFileStoreFormat(t *testing.T) {
 
 func TestFileStorePermissions(t *testing.T) {
 	if runtime.GOOS == "windows" || runtime.GOOS == "plan9" {
-		t.Skip("no Unix permission bits")
+		cannotRun(t, "no Unix permission bits on %s", runtime.GOOS)
 	}
 	ctx := context.Background()
 	root := t.TempDir()
@@ -255,7 +255,7 @@ func TestFileStoreUnsafe(t *testing.T) {
 	}
 	link := filepath.Join(dir, "tokens.json")
 	if err := os.Symlink(target, link); err != nil {
-		t.Skipf("cannot create symbolic links: %v", err)
+		cannotRun(t, "cannot create symbolic links: %v", err)
 	}
 	notRegular := filepath.Join(dir, "adir")
 	if err := os.Mkdir(notRegular, 0o700); err != nil {
@@ -301,7 +301,7 @@ func TestFileStoreUnsafe(t *testing.T) {
 // other users may write, and makes one that they may read private.
 func TestFileStoreOpenPermissions(t *testing.T) {
 	if !crossProcessLock {
-		t.Skip("permissions are not checked on " + runtime.GOOS)
+		cannotRun(t, "permissions are not checked on %s", runtime.GOOS)
 	}
 	ctx := context.Background()
 	for _, mode := range []fs.FileMode{0o644, 0o640, 0o604, 0o660, 0o602, 0o666, 0o620} {
@@ -588,7 +588,7 @@ func linkedPath(t *testing.T, path string) string {
 	t.Helper()
 	link := filepath.Join(t.TempDir(), "link")
 	if err := os.Symlink(filepath.Dir(path), link); err != nil {
-		t.Skipf("cannot create symbolic links: %v", err)
+		cannotRun(t, "cannot create symbolic links: %v", err)
 	}
 	return filepath.Join(link, filepath.Base(path))
 }
@@ -752,7 +752,7 @@ func TestFileStoreLockNoLeak(t *testing.T) {
 	fds := func() int {
 		entries, err := os.ReadDir("/proc/self/fd")
 		if err != nil {
-			t.Skipf("cannot count open files: %v", err)
+			cannotRun(t, "cannot count open files: %v", err)
 		}
 		return len(entries)
 	}
