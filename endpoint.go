@@ -24,6 +24,12 @@ const DefaultMaxResponseBytes = 1 << 20
 // without an access token) is returned as a transient *RefreshError.
 //
 // Only URL needs to be set. An Endpoint is safe for concurrent use.
+//
+// Endpoint is not golang.org/x/oauth2's oauth2.Endpoint, which only names
+// the URLs (AuthURL, TokenURL) of an OAuth 2.0 server: an Endpoint is a
+// Refresher, and it speaks the header protocol above, not OAuth 2.0. For an
+// OAuth 2.0 server, use OAuth2 with the oauth2.Endpoint's TokenURL; its doc
+// shows how to hand a token from an x/oauth2 login to the Transport.
 type Endpoint struct {
 	// URL is the refresh endpoint, for example
 	// "https://api.example.com/auth/refreshtoken". It must be https, or

@@ -183,7 +183,7 @@ func echo(c *http.Client, base, body string, rewindable bool, timeout time.Durat
 
 func TestFaultMatrix(t *testing.T) {
 	if testing.Short() {
-		t.Skip("the fault matrix takes about a minute and a half")
+		autorefresh.CannotRun(t, "-short: the fault matrix takes about a minute")
 	}
 	onlyTransient := func(classes ...string) func(*testing.T, *faultEnv, *outcome) {
 		return func(t *testing.T, env *faultEnv, o *outcome) {

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -271,7 +272,7 @@ func runRefreshChildren(t *testing.T, lock bool) refreshRun {
 // tolerance is needed.
 func TestFileStoreProcesses(t *testing.T) {
 	if !autorefresh.CrossProcessLock {
-		t.Skip("FileStore.Lock does not exclude other processes on this system")
+		autorefresh.CannotRun(t, "FileStore.Lock does not exclude other processes on %s", runtime.GOOS)
 	}
 	run := runRefreshChildren(t, true)
 	generations := map[string]bool{}
@@ -352,7 +353,7 @@ func lockerChild() error {
 // once that process released it.
 func TestFileStoreLockAcrossProcesses(t *testing.T) {
 	if !autorefresh.CrossProcessLock {
-		t.Skip("FileStore.Lock does not exclude other processes on this system")
+		autorefresh.CannotRun(t, "FileStore.Lock does not exclude other processes on %s", runtime.GOOS)
 	}
 	path := filepath.Join(t.TempDir(), "tokens.json")
 	cmd := helperCommand(t, "locker", helperFile+"="+path)

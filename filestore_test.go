@@ -91,7 +91,7 @@ func TestFileStoreOverwrite(t *testing.T) {
 
 func TestFileStorePermissions(t *testing.T) {
 	if runtime.GOOS == "windows" || runtime.GOOS == "plan9" {
-		t.Skip("no Unix permission bits")
+		cannotRun(t, "no Unix permission bits")
 	}
 	ctx := context.Background()
 	root := t.TempDir()
@@ -182,7 +182,7 @@ func TestFileStoreUnsafe(t *testing.T) {
 	}
 	link := filepath.Join(dir, "tokens.json")
 	if err := os.Symlink(target, link); err != nil {
-		t.Skipf("cannot create symbolic links: %v", err)
+		cannotRun(t, "cannot create symbolic links: %v", err)
 	}
 	notRegular := filepath.Join(dir, "adir")
 	if err := os.Mkdir(notRegular, 0o700); err != nil {
@@ -208,12 +208,12 @@ func TestFileStoreUnsafe(t *testing.T) {
 // the lock file's place.
 func TestFileStoreUnsafeLockFile(t *testing.T) {
 	if !crossProcessLock {
-		t.Skip("no lock file on " + runtime.GOOS)
+		cannotRun(t, "no lock file on %s", runtime.GOOS)
 	}
 	dir := t.TempDir()
 	path := filepath.Join(dir, "locked.json")
 	if err := os.Symlink(filepath.Join(dir, "elsewhere"), path+".lock"); err != nil {
-		t.Skipf("cannot create symbolic links: %v", err)
+		cannotRun(t, "cannot create symbolic links: %v", err)
 	}
 	if _, err := NewFileStore(path).Lock(context.Background()); !errors.Is(err, ErrUnsafeFile) {
 		t.Errorf("Lock with a linked lock file: error = %v; want ErrUnsafeFile", err)
@@ -224,7 +224,7 @@ func TestFileStoreUnsafeLockFile(t *testing.T) {
 // other users may write, and makes one that they may read private.
 func TestFileStoreOpenPermissions(t *testing.T) {
 	if !crossProcessLock {
-		t.Skip("permissions are not checked on " + runtime.GOOS)
+		cannotRun(t, "permissions are not checked on %s", runtime.GOOS)
 	}
 	ctx := context.Background()
 	for _, mode := range []fs.FileMode{0o644, 0o640, 0o604, 0o660, 0o602, 0o666, 0o620} {

@@ -265,7 +265,7 @@ func TestJWSPadsShortRSASignatures(t *testing.T) {
 	key := testKey(t, "RSA-2048").(*rsa.PrivateKey)
 	for i := 0; ; i++ {
 		if i == 2000 {
-			t.Skip("no RS256 signature with a leading zero byte in 2000 tries")
+			cannotRun(t, "no RS256 signature with a leading zero byte in 2000 tries")
 		}
 		payload := []byte(fmt.Sprintf(`{"n":%d}`, i))
 		input := b64.EncodeToString([]byte(`{"alg":"RS256"}`)) + "." + b64.EncodeToString(payload)

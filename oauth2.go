@@ -56,6 +56,17 @@ const (
 // secret redacted.
 //
 // Only TokenURL needs to be set. An OAuth2 is safe for concurrent use.
+//
+// OAuth2 does the refresh that golang.org/x/oauth2's Config.TokenSource and
+// oauth2.Transport do. It is not oauth2.Endpoint, which only names the URLs
+// (AuthURL, TokenURL) of the server: set TokenURL to the oauth2.Endpoint's
+// TokenURL. Keep x/oauth2 for the login (Config.Exchange, the device flow)
+// and hand the token it gives, here from an oauth2.TokenSource ts, to the
+// Transport:
+//
+//	tok, err := ts.Token()
+//	// ...
+//	err = tr.SetTokens(ctx, autorefresh.Tokens{AccessToken: tok.AccessToken, RefreshToken: tok.RefreshToken, TokenType: tok.TokenType, Expiry: tok.Expiry})
 type OAuth2 struct {
 	// TokenURL is the token endpoint, for example
 	// "https://oauth2.example.com/token". It must be https, or http to a

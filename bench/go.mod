@@ -5,7 +5,7 @@ go 1.26.0
 replace github.com/autorefresh/autorefresh => ../
 
 require (
-	github.com/autorefresh/autorefresh v0.0.0-00010101000000-000000000000
+	github.com/autorefresh/autorefresh v0.1.0
 	github.com/golang-jwt/jwt/v5 v5.3.1
 	golang.org/x/oauth2 v0.38.0
 )

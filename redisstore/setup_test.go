@@ -5,56 +5,24 @@ import (
 	crand "crypto/rand"
 	"os"
 	"strings"
-	"sync"
 	"testing"
-	"time"
 
 	"github.com/autorefresh/autorefresh/redisstore"
 	"github.com/redis/go-redis/v9"
 )
 
-// addrEnv names the environment variable that gives the address of the
-// redis-server the tests use.
-const addrEnv = "AUTOREFRESH_REDIS_ADDR"
-
-const howToRun = `these tests need a real redis-server on loopback:
-	apt-get update && apt-get install -y redis-server
-	eval "$(bash testdata/redis.sh start)"   # in redisstore/; sets ` + addrEnv + `
-	go test -race ./...
-	bash testdata/redis.sh stop
-or start one yourself (redis-server --port 6390 --save "" --appendonly no --daemonize yes)
-and set ` + addrEnv + `=127.0.0.1:6390`
-
-var (
-	pingOnce    sync.Once
-	pingProblem string // why Redis cannot be used, or ""
-)
-
-// redisAddr returns the address of the test Redis. When there is none it
-// skips the test, or fails it when CI is "true".
+// redisAddr returns the address of the test Redis (see TestMain). When
+// there is none it skips the test, or fails it when CI is "true".
 func redisAddr(t testing.TB) string {
 	t.Helper()
-	addr := os.Getenv(addrEnv)
-	pingOnce.Do(func() {
-		if addr == "" {
-			pingProblem = addrEnv + " is not set"
-			return
-		}
-		c := redis.NewClient(&redis.Options{Addr: addr, DialTimeout: 2 * time.Second, MaxRetries: -1})
-		defer c.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-		defer cancel()
-		if err := c.Ping(ctx).Err(); err != nil {
-			pingProblem = "no Redis answers at " + addrEnv + "=" + addr + " (" + err.Error() + ")"
-		}
-	})
-	if pingProblem != "" {
+	if testRedis.problem != "" {
 		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s; in CI .ci/run must start Redis before the tests; %s", pingProblem, howToRun)
+			t.Fatalf("no Redis: %s; CI=true: the Redis tests must run", testRedis.problem)
 		}
-		t.Skipf("%s; %s", pingProblem, howToRun)
+		testRedis.skipped.Store(true)
+		t.Skipf("no Redis: %s", testRedis.problem)
 	}
-	return addr
+	return testRedis.addr
 }
 
 // newClient returns a client of its own (own connection pool) to the test
