@@ -3,6 +3,7 @@ package interop
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"io"
 	"maps"
@@ -19,6 +20,7 @@ import (
 type client struct {
 	ID, Secret string
 	Style      autorefresh.AuthStyle // how Secret is sent; unused for public clients
+	KeyJWT     bool                  // authenticates with private_key_jwt (pkjwtKey)
 }
 
 // The clients of server.js. Their secrets are fixed: the server lives on
@@ -31,6 +33,7 @@ var (
 	ccPost        = client{ID: "cc-post", Secret: "cc-post-secret", Style: autorefresh.AuthStyleInParams}
 	dpopPublic    = client{ID: "dpop-public"}
 	dpopCC        = client{ID: "dpop-cc", Secret: "dpop-cc-secret"}
+	pkjwt         = client{ID: "pkjwt", KeyJWT: true}
 )
 
 // oauth2 returns the library's refresher for c.
@@ -38,17 +41,22 @@ func (c client) oauth2() *autorefresh.OAuth2 {
 	return &autorefresh.OAuth2{TokenURL: srv.url("/token"), ClientID: c.ID, ClientSecret: c.Secret, AuthStyle: c.Style}
 }
 
-// authenticate adds c's credentials to a token, revocation or
-// introspection request whose form is form.
-func (c client) authenticate(req *http.Request, form url.Values) {
+// authenticate adds c's credentials to the form or the header of a token,
+// revocation or introspection request.
+func (c client) authenticate(t *testing.T, h http.Header, form url.Values) {
+	t.Helper()
 	switch {
+	case c.KeyJWT:
+		form.Set("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer")
+		form.Set("client_assertion", clientAssertion(t, srv.Issuer))
 	case c.Secret == "":
 		form.Set("client_id", c.ID)
 	case c.Style == autorefresh.AuthStyleInParams:
 		form.Set("client_id", c.ID)
 		form.Set("client_secret", c.Secret)
-	default:
-		req.SetBasicAuth(url.QueryEscape(c.ID), url.QueryEscape(c.Secret))
+	default: // RFC 6749 section 2.3.1: each form-urlencoded, then Basic
+		creds := url.QueryEscape(c.ID) + ":" + url.QueryEscape(c.Secret)
+		h.Set("Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte(creds)))
 	}
 }
 
@@ -82,13 +90,13 @@ func (a tokenAnswer) tokens(received time.Time) autorefresh.Tokens {
 func postForm(t *testing.T, path string, c client, form url.Values, key *dpopKey) (int, tokenAnswer) {
 	t.Helper()
 	for attempt := 0; ; attempt++ {
-		req, err := http.NewRequest(http.MethodPost, srv.url(path), nil)
+		f, h := maps.Clone(form), http.Header{}
+		c.authenticate(t, h, f)
+		req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, srv.url(path), strings.NewReader(f.Encode()))
 		if err != nil {
 			t.Fatal(err)
 		}
-		f := maps.Clone(form)
-		c.authenticate(req, f)
-		req.Body = io.NopCloser(strings.NewReader(f.Encode()))
+		maps.Copy(req.Header, h)
 		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 		req.Header.Set("Accept", "application/json")
 		if key != nil {

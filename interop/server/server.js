@@ -73,6 +73,65 @@ function bump(obj, ...keys) {
   obj[last] = (obj[last] ?? 0) + 1;
 }
 
+// MapAdapter is oidc-provider's storage: its own in-memory adapter is an
+// LRU of 1000 entries, which would drop live grants and refresh tokens
+// once DPoP proofs and bursts fill it. This one keeps everything until it
+// expires (a run lasts a minute). It follows the adapter interface of
+// oidc-provider's memory adapter.
+const storage = new Map(); // key -> { value, expiresAt (ms) }
+const grantable = new Set(['AccessToken', 'AuthorizationCode', 'RefreshToken', 'DeviceCode', 'BackchannelAuthenticationRequest']);
+
+function put(key, value, expiresIn) {
+  storage.set(key, { value, expiresAt: expiresIn ? Date.now() + expiresIn * 1000 : Infinity });
+}
+
+function get(key) {
+  const entry = storage.get(key);
+  if (entry && entry.expiresAt <= Date.now()) {
+    storage.delete(key);
+    return undefined;
+  }
+  return entry?.value;
+}
+
+class MapAdapter {
+  constructor(model) { this.model = model; }
+
+  key(id) { return `${this.model}:${id}`; }
+
+  async upsert(id, payload, expiresIn) {
+    const key = this.key(id);
+    if (this.model === 'Session') put(`sessionUid:${payload.uid}`, id, expiresIn);
+    if (grantable.has(this.model) && payload.grantId) {
+      const grantKey = `grant:${payload.grantId}`;
+      const keys = get(grantKey);
+      if (keys) keys.push(key);
+      else put(grantKey, [key]);
+    }
+    if (payload.userCode) put(`userCode:${payload.userCode}`, id, expiresIn);
+    put(key, payload, expiresIn);
+  }
+
+  async find(id) { return get(this.key(id)); }
+
+  async findByUid(uid) { return this.find(get(`sessionUid:${uid}`)); }
+
+  async findByUserCode(userCode) { return this.find(get(`userCode:${userCode}`)); }
+
+  async consume(id) {
+    const payload = get(this.key(id));
+    if (payload) payload.consumed = Math.floor(Date.now() / 1000);
+  }
+
+  async destroy(id) { storage.delete(this.key(id)); }
+
+  async revokeByGrantId(grantId) {
+    const grantKey = `grant:${grantId}`;
+    for (const key of get(grantKey) ?? []) storage.delete(key);
+    storage.delete(grantKey);
+  }
+}
+
 async function listen(port) {
   const server = createServer();
   server.listen(port ?? 0, '127.0.0.1');
@@ -169,6 +228,7 @@ if (config.privateKeyJwtJwk) {
 }
 
 const provider = new Provider(issuer, {
+  adapter: MapAdapter,
   clients,
   jwks: { keys: [{ ...signingKey.export({ format: 'jwk' }), kid: 'sig-1', use: 'sig' }] },
   cookies: { keys: [crypto.randomBytes(32).toString('base64url')] },
