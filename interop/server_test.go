@@ -114,7 +114,7 @@ func postForm(t *testing.T, path string, c client, form url.Values, key *dpopKey
 		var a tokenAnswer
 		if len(bytes.TrimSpace(body)) > 0 {
 			if err := json.Unmarshal(body, &a); err != nil {
-				t.Fatalf("POST %s answered %d with %q: %v", path, resp.StatusCode, body, err)
+				t.Fatalf("POST %s answered %d with %d bytes that are not JSON: %v", path, resp.StatusCode, len(body), err)
 			}
 		}
 		if key != nil {

@@ -178,7 +178,7 @@ func TestServerOnlyDiscovery(t *testing.T) {
 		{"grant_types_supported", doc.GrantTypes, []string{"authorization_code", "refresh_token", "client_credentials"}},
 		{"token_endpoint_auth_methods_supported", doc.AuthMethods, []string{"client_secret_basic", "client_secret_post", "private_key_jwt", "none"}},
 		{"token_endpoint_auth_signing_alg_values_supported", doc.AuthSigningAlgs, []string{"ES256", "RS256"}},
-		{"dpop_signing_alg_values_supported", doc.DPoPAlgs, []string{"ES256"}},
+		{"dpop_signing_alg_values_supported", doc.DPoPAlgs, []string{"ES256", "EdDSA", "RS256", "PS256"}},
 		{"code_challenge_methods_supported", doc.CodeChallengeMethods, []string{"S256"}},
 	} {
 		for _, w := range check.want {
