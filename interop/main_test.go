@@ -17,9 +17,8 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"time"
-
 	"testing"
+	"time"
 )
 
 // srv is the oidc-provider that TestMain started for the tests.
@@ -33,11 +32,10 @@ var pkjwtKey *ecdsa.PrivateKey
 // "npm ci" installs.
 const serverDir = "server"
 
-// Defaults the server starts with; a test that changes them with configure
-// gets them back when it ends.
-const (
-	defaultTTL = 60 // seconds, access tokens and client credentials
-)
+// defaultTTL is the lifetime in seconds of the access tokens and client
+// credentials tokens the server issues; a test that changes it with
+// configure or setAccessTTL gets it back when it ends.
+const defaultTTL = 60
 
 // TestMain starts the server, runs the tests and stops the server. Without
 // node or the server's node_modules it prints one line saying so and runs
