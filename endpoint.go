@@ -114,7 +114,7 @@ var errNoAccessToken = fmt.Errorf("%w: it has no access token", ErrMalformedResp
 // tokens.
 func decodeTokens(body []byte) (Tokens, error) {
 	var t Tokens
-	if err := json.Unmarshal(body, &t); err != nil {
+	if err := json.Unmarshal(trimBOM(body), &t); err != nil {
 		return Tokens{}, fmt.Errorf("%w: %s", ErrMalformedResponse, describeJSONError(err, len(body)))
 	}
 	if t.AccessToken == "" {
@@ -122,6 +122,10 @@ func decodeTokens(body []byte) (Tokens, error) {
 	}
 	return t, nil
 }
+
+// trimBOM drops a UTF-8 byte order mark from the start of body: it is not
+// JSON, but some servers send one.
+func trimBOM(body []byte) []byte { return bytes.TrimPrefix(body, []byte("\ufeff")) }
 
 // readLimited reads all of r, failing when it holds more than limit bytes
 // (DefaultMaxResponseBytes when limit is 0).

@@ -61,10 +61,11 @@ var (
 	// ErrInvalidToken too). A refresh that gets one is a transient failure.
 	ErrMalformedResponse = errors.New("autorefresh: malformed response")
 
-	// ErrInsecureURL is wrapped by the errors for a URL that would send
-	// tokens or credentials in clear text: plain http to a host that is not
-	// a loopback address, without AllowHTTP.
-	ErrInsecureURL = errors.New("autorefresh: insecure URL")
+	// ErrUnsafeURL is wrapped by the errors for a URL that the tokens or
+	// credentials must not be sent to: plain http to a host that is not a
+	// loopback address, without AllowHTTP, or a check URL of Resume whose
+	// host Transport.Hosts does not list.
+	ErrUnsafeURL = errors.New("autorefresh: unsafe URL")
 
 	// ErrNoStore is returned by every method of a Transport whose Store is
 	// nil.
@@ -134,9 +135,6 @@ func (e *RefreshError) Error() string {
 
 // Unwrap returns e.Err.
 func (e *RefreshError) Unwrap() error { return e.Err }
-
-// SessionExpired reports whether e is a rejection of the refresh token.
-func (e *RefreshError) SessionExpired() bool { return errors.Is(e.Err, ErrSessionExpired) }
 
 // trimPrefix returns the text of err without the "autorefresh: " prefix,
 // for errors that are quoted inside another of this package's errors.

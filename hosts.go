@@ -175,7 +175,7 @@ func checkSecureURL(raw string, allowHTTP bool, what string) error {
 		if allowHTTP || isLoopback(u.Hostname()) {
 			return nil
 		}
-		return fmt.Errorf("%w: refusing to send %s over plain http to %s (set AllowHTTP to permit it)", ErrInsecureURL, what, u.Hostname())
+		return fmt.Errorf("%w: refusing to send %s over plain http to %s (set AllowHTTP to permit it)", ErrUnsafeURL, what, u.Hostname())
 	}
 	return fmt.Errorf("autorefresh: URL %q is not http or https", u.Redacted())
 }

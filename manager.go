@@ -88,11 +88,13 @@ type tokenManager struct {
 	mu  sync.Mutex
 	gen uint64
 
-	// writeMu makes the writes to the store (saves and clears) happen one
-	// at a time, each after checking that its generation is still current,
-	// so that the store ends up holding the newest state. It is held only
-	// across one write, never by requests, loads or refreshes. With a
-	// Locker store, it is taken after the Locker's lock.
+	// writeMu makes the writes to a store that is not a Locker (saves and
+	// clears) happen one at a time, each after checking that its
+	// generation is still current, so that the store ends up holding the
+	// newest state. It is held across one write only, never by requests,
+	// loads or refreshes. The writers of a Locker store hold its lock
+	// instead: the one lock held across I/O, since that is what it exists
+	// for.
 	writeMu sync.Mutex
 
 	// lastRefresh is how long the last successful refresh call took, in
@@ -100,9 +102,17 @@ type tokenManager struct {
 	lastRefresh atomic.Int64
 }
 
-// newState returns a state for tok, not yet current. A fresh state is one
-// just issued by a refresh.
-func (m *tokenManager) newState(tok Tokens, fresh bool) *state {
+// newState returns a state for tok, not yet current.
+func (m *tokenManager) newState(tok Tokens) *state { return m.makeState(tok, false) }
+
+// newFreshState returns a state for tok, just issued by a refresh, not yet
+// current. A fresh token that is already due tells that the local clock is
+// ahead of the issuer's (or that the answer took most of its life to
+// arrive): its expiry is taken as unknown, so that it is refreshed when
+// refused rather than on every request.
+func (m *tokenManager) newFreshState(tok Tokens) *state { return m.makeState(tok, true) }
+
+func (m *tokenManager) makeState(tok Tokens, fresh bool) *state {
 	s := &state{tokens: tok, hdr: m.t.headersFor(tok)}
 	now := m.t.clock()
 	exp, iat := tok.Expiry, time.Time{}
@@ -119,10 +129,6 @@ func (m *tokenManager) newState(tok Tokens, fresh bool) *state {
 	if w := m.window(exp.Sub(iat)); w >= 0 {
 		s.refreshAt = exp.Add(-w)
 	}
-	// A fresh token that is already due tells that the local clock is
-	// ahead of the issuer's (or that the answer took most of its life to
-	// arrive): take its expiry as unknown, so that it is refreshed when
-	// refused rather than on every request.
 	if fresh && !now.Before(s.refreshAt) {
 		s.expiry, s.refreshAt = time.Time{}, time.Time{}
 	}
@@ -147,16 +153,18 @@ func (m *tokenManager) window(life time.Duration) time.Duration {
 	return max(0, min(w, life/2))
 }
 
-// ended returns a state without tokens that ends a session for err.
-func (m *tokenManager) ended(err error) *state {
-	s := m.newState(Tokens{}, false)
-	s.err = err
-	return s
+// swapSaved makes next, which the store holds, the current state if the
+// current one is still of generation gen, and reports whether it did.
+func (m *tokenManager) swapSaved(gen uint64, next *state) bool {
+	return m.swap(gen, next, true, nil)
 }
 
-// swap makes next the current state if the current one is still of
-// generation gen, and reports whether it did. If saved, the store holds
-// next; otherwise it holds base.
+// swapUnsaved is swapSaved for a next that the store does not hold: it
+// holds base (nil: nothing) instead.
+func (m *tokenManager) swapUnsaved(gen uint64, next *state, base *Tokens) bool {
+	return m.swap(gen, next, false, base)
+}
+
 func (m *tokenManager) swap(gen uint64, next *state, saved bool, base *Tokens) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -239,7 +247,7 @@ func (m *tokenManager) load(ctx context.Context, stale *state) (*state, error) {
 		case err != nil:
 			return nil, err
 		}
-		next := m.newState(tok, false)
+		next := m.newState(tok)
 		m.mu.Lock()
 		defer m.mu.Unlock()
 		if cur := m.cur.Load(); cur != stale {
@@ -249,7 +257,7 @@ func (m *tokenManager) load(ctx context.Context, stale *state) (*state, error) {
 		return next, nil
 	})
 	if errors.Is(err, errGaveUp) {
-		err = fmt.Errorf("autorefresh: loading the tokens did not end within %v", m.t.refreshTimeout())
+		err = fmt.Errorf("autorefresh: loading the tokens did not end within %v: %w", m.t.refreshTimeout(), context.DeadlineExceeded)
 	}
 	return s, err
 }
@@ -291,7 +299,7 @@ func (m *tokenManager) set(ctx context.Context, tok Tokens) error {
 	if m.t.Store == nil {
 		return ErrNoStore
 	}
-	s := m.newState(tok, false)
+	s := m.newState(tok)
 	m.replace(s)
 	return m.write(ctx, s, func(ctx context.Context) error { return m.t.Store.Save(ctx, tok) })
 }
@@ -303,7 +311,7 @@ func (m *tokenManager) logout(ctx context.Context) error {
 	if m.t.Store == nil {
 		return ErrNoStore
 	}
-	s := m.newState(Tokens{}, false)
+	s := m.newState(Tokens{})
 	m.replace(s)
 	return m.write(ctx, s, m.t.Store.Clear)
 }
@@ -324,13 +332,16 @@ func (m *tokenManager) write(ctx context.Context, s *state, w func(context.Conte
 	return m.writeIfCurrent(ctx, s.gen, s, w)
 }
 
-// writeIfCurrent runs w under writeMu if generation gen is still current,
+// writeIfCurrent runs w if generation gen is still current (under writeMu,
+// or under the lock of a Locker store, which its callers hold),
 // and then, if w succeeded, records that the store holds s (when s is
 // current). When gen is no longer current it writes nothing and returns
 // nil: the newer state's own write supersedes this one.
 func (m *tokenManager) writeIfCurrent(ctx context.Context, gen uint64, s *state, w func(context.Context) error) error {
-	m.writeMu.Lock()
-	defer m.writeMu.Unlock()
+	if _, ok := m.t.Store.(Locker); !ok {
+		m.writeMu.Lock()
+		defer m.writeMu.Unlock()
+	}
 	if cur := m.cur.Load(); cur == nil || cur.gen != gen {
 		return nil
 	}

@@ -1,7 +1,6 @@
 package autorefresh
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -271,8 +270,7 @@ func decodeTokenResponse(contentType string, body []byte) (tokenResponse, error)
 			return tr, nil
 		}
 	}
-	// A UTF-8 byte order mark is not JSON, but some servers send one.
-	body = bytes.TrimPrefix(body, []byte("\ufeff"))
+	body = trimBOM(body)
 	if err := json.Unmarshal(body, &tr); err != nil {
 		return tokenResponse{}, fmt.Errorf("%w: %s", ErrMalformedResponse, describeJSONError(err, len(body)))
 	}

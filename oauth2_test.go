@@ -405,8 +405,8 @@ func TestOAuth2InvalidGrant(t *testing.T) {
 	if !errors.As(err, &re) {
 		t.Fatalf("error = %T; want *RefreshError", err)
 	}
-	if re.StatusCode != 400 || re.ErrorCode != "invalid_grant" || !re.SessionExpired() {
-		t.Errorf("got status %d code %q expired %v; want 400 invalid_grant true", re.StatusCode, re.ErrorCode, re.SessionExpired())
+	if re.StatusCode != 400 || re.ErrorCode != "invalid_grant" || !errors.Is(re, ErrSessionExpired) {
+		t.Errorf("got status %d code %q expired %v; want 400 invalid_grant true", re.StatusCode, re.ErrorCode, errors.Is(re, ErrSessionExpired))
 	}
 	if !strings.Contains(re.Description, "is invalid, expired or revoked") {
 		t.Errorf("description = %q; want the server's description", re.Description)

@@ -81,6 +81,19 @@ const (
 	maxBackoffValid = 5 * time.Second
 )
 
+// A cause says why a refresh runs.
+type cause int
+
+const (
+	causeDue     cause = iota // the token is due: refreshed in the background
+	causeExpired              // the token expired: refreshed before a request
+	causeRefused              // a request was refused
+)
+
+// proactive reports whether a refresh for c is made before any request was
+// refused.
+func (c cause) proactive() bool { return c != causeRefused }
+
 // refreshKey marks the context of a refresh, so that a refresh request that
 // comes back through the Transport is passed through untouched, and a
 // SetTokens from a Refresher does not wait for the lock the refresh holds.
@@ -97,7 +110,7 @@ func (m *tokenManager) ready(ctx context.Context) (*state, error) {
 	}
 	switch now := m.t.clock(); {
 	case s.expired(now):
-		return m.refresh(ctx, s, true)
+		return m.refresh(ctx, s, causeExpired)
 	case s.due(now):
 		m.refreshInBackground(s, now)
 	}
@@ -122,7 +135,7 @@ func (m *tokenManager) refused(ctx context.Context, s *state) (*state, error) {
 	if m.t.Refresher == nil {
 		return nil, nil
 	}
-	ns, err := m.refresh(ctx, s, false)
+	ns, err := m.refresh(ctx, s, causeRefused)
 	if err != nil {
 		return nil, err
 	}
@@ -151,7 +164,7 @@ func (m *tokenManager) successor(s, cur *state) (*state, error) {
 // refresh returns the state that replaces s, refreshing s unless that was
 // done already, and waits for it until ctx is done. All callers share one
 // refresh per generation, which runs to completion even when they give up.
-func (m *tokenManager) refresh(ctx context.Context, s *state, proactive bool) (*state, error) {
+func (m *tokenManager) refresh(ctx context.Context, s *state, why cause) (*state, error) {
 	now := m.t.clock()
 	if cur := m.cur.Load(); cur != s {
 		if !cur.expired(now) {
@@ -165,10 +178,10 @@ func (m *tokenManager) refresh(ctx context.Context, s *state, proactive bool) (*
 	m.t.stats.waits.Add(1)
 	limit := 2*m.t.refreshTimeout() + time.Second
 	ns, err := m.await(ctx, flightKey(s), limit, m.refreshPanicked, func() (*state, error) {
-		return m.run(ctx, s, proactive)
+		return m.run(ctx, s, why)
 	})
 	if errors.Is(err, errGaveUp) {
-		err = &RefreshError{Err: fmt.Errorf("autorefresh: refresh did not end within %v", limit)}
+		err = &RefreshError{Err: fmt.Errorf("autorefresh: refresh did not end within %v: %w", limit, context.DeadlineExceeded)}
 	}
 	return ns, err
 }
@@ -189,7 +202,7 @@ func (m *tokenManager) refreshInBackground(s *state, now time.Time) {
 				v, err = nil, m.refreshPanicked(p)
 			}
 		}()
-		return m.run(ctx, s, true)
+		return m.run(ctx, s, causeDue)
 	})
 }
 
@@ -241,7 +254,7 @@ func (m *tokenManager) await(ctx context.Context, key string, limit time.Duratio
 // refresh of a generation runs at a time. It reports the attempt to the
 // hooks and counters, and on a transient failure holds further refreshes
 // of s back for a while.
-func (m *tokenManager) run(ctx context.Context, s *state, proactive bool) (*state, error) {
+func (m *tokenManager) run(ctx context.Context, s *state, why cause) (*state, error) {
 	defer s.started.Store(false)
 	if cur := m.cur.Load(); cur != s {
 		return cur, cur.err
@@ -251,11 +264,11 @@ func (m *tokenManager) run(ctx context.Context, s *state, proactive bool) (*stat
 	defer cancel()
 
 	start := time.Now()
-	ev := RefreshEvent{Proactive: proactive, OldExpiry: s.expiry}
-	if proactive {
+	ev := RefreshEvent{Proactive: why.proactive(), OldExpiry: s.expiry}
+	if ev.Proactive {
 		m.t.stats.proactive.Add(1)
 	}
-	m.t.log(ctx, "autorefresh: refreshing tokens", slog.Bool("proactive", proactive), slog.Time("oldExpiry", s.expiry))
+	m.t.log(ctx, "autorefresh: refreshing tokens", slog.Bool("proactive", ev.Proactive), slog.Time("oldExpiry", s.expiry))
 	ns, err := m.exchange(ctx, s, &ev)
 	ev.Duration, ev.Err = time.Since(start), err
 	if err != nil {
@@ -397,13 +410,13 @@ func (m *tokenManager) reconcile(ctx context.Context, s *state, ev *RefreshEvent
 		saved = false
 	case errors.Is(err, ErrNoTokens) && known != nil:
 		err := &RefreshError{Err: fmt.Errorf("%w: the tokens were removed from the store", ErrSessionExpired)}
-		return s.tokens, m.end(s, err, ev, true), err
+		return s.tokens, m.end(s, err, ev, nil), err
 	case err != nil && !errors.Is(err, ErrNoTokens):
 		return s.tokens, nil, &RefreshError{Err: err}
 	case err == nil && (known == nil || !stored.same(*known)):
 		// Another holder refreshed or logged in: use its pair, or
 		// refresh that one when it has expired too.
-		ns := m.newState(stored, false)
+		ns := m.newState(stored)
 		if !ns.expired(m.t.clock()) {
 			ev.Adopted = true
 			return s.tokens, m.adopt(s, ns), nil
@@ -426,7 +439,7 @@ func (m *tokenManager) reconcile(ctx context.Context, s *state, ev *RefreshEvent
 // adopt makes ns, read from the store, replace s, and returns the current
 // state.
 func (m *tokenManager) adopt(s, ns *state) *state {
-	if m.swap(s.gen, ns, true, nil) {
+	if m.swapSaved(s.gen, ns) {
 		return ns
 	}
 	return m.cur.Load()
@@ -438,7 +451,7 @@ func (m *tokenManager) adopt(s, ns *state) *state {
 // the store refused the save because the lock was lost meanwhile (another
 // holder may have written), the stored state wins.
 func (m *tokenManager) commit(ctx context.Context, s *state, from, tok Tokens, ev *RefreshEvent) (*state, error) {
-	next := m.newState(tok, true)
+	next := m.newFreshState(tok)
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), m.t.refreshTimeout())
 	defer cancel()
 	err := m.saveFresh(ctx, s.gen, tok)
@@ -448,7 +461,13 @@ func (m *tokenManager) commit(ctx context.Context, s *state, from, tok Tokens, e
 	if err != nil {
 		ev.StoreErr = errors.Join(ev.StoreErr, err)
 	}
-	if !m.swap(s.gen, next, err == nil, &from) {
+	var swapped bool
+	if err == nil {
+		swapped = m.swapSaved(s.gen, next)
+	} else {
+		swapped = m.swapUnsaved(s.gen, next, &from)
+	}
+	if !swapped {
 		cur := m.cur.Load()
 		return cur, cur.err
 	}
@@ -489,13 +508,15 @@ func (m *tokenManager) takeStored(ctx context.Context, s *state, tok Tokens, ev 
 	switch {
 	case errors.Is(err, ErrNoTokens) && !errors.Is(err, ErrTokensLost):
 		err := &RefreshError{Err: fmt.Errorf("%w: the tokens were removed from the store", ErrSessionExpired)}
-		return m.end(s, err, ev, true), err
+		return m.end(s, err, ev, nil), err
 	case err != nil:
 		return nil, &RefreshError{Err: err}
 	}
-	fresh := stored.same(tok)
-	ev.Adopted = !fresh
-	return m.adopt(s, m.newState(stored, fresh)), nil
+	if stored.same(tok) {
+		return m.adopt(s, m.newFreshState(stored)), nil
+	}
+	ev.Adopted = true
+	return m.adopt(s, m.newState(stored)), nil
 }
 
 // reject handles the rejection of the refresh token of from, err. The
@@ -510,25 +531,25 @@ func (m *tokenManager) reject(ctx context.Context, s *state, from Tokens, err er
 	switch {
 	case changed:
 		ev.Adopted = true
-		return m.adopt(s, m.newState(stored, false)), nil
+		return m.adopt(s, m.newState(stored)), nil
 	case lerr != nil && !errors.Is(lerr, ErrNoTokens) && !errors.Is(lerr, ErrCorruptRecord):
 		ev.StoreErr = lerr
-		return m.end(s, err, ev, false), err
+		return m.end(s, err, ev, lerr), err
 	}
 	cerr := m.writeIfCurrent(ctx, s.gen, nil, m.t.Store.Clear)
 	if errors.Is(cerr, ErrLockLost) {
 		return m.takeStored(ctx, s, Tokens{}, ev)
 	}
 	ev.StoreErr = errors.Join(ev.StoreErr, cerr)
-	return m.end(s, err, ev, cerr == nil), err
+	return m.end(s, err, ev, cerr), err
 }
 
-// drop ends the session of s for cause, as a rejected refresh does, for
+// drop ends the session of s for reason, as a rejected refresh does, for
 // Resume when the check refuses s's tokens even after a refresh: under the
 // store's lock, the store is cleared if it still holds s's pair, and a
 // newer pair saved by another holder is adopted instead. It reports whether
 // the session ended, and the error of clearing the store.
-func (m *tokenManager) drop(ctx context.Context, s *state, cause error) (ended bool, err error) {
+func (m *tokenManager) drop(ctx context.Context, s *state, reason error) (ended bool, err error) {
 	if l, ok := m.t.Store.(Locker); ok && ctx.Value(refreshKey{}) == nil {
 		unlock, err := l.Lock(ctx)
 		if err != nil {
@@ -537,15 +558,24 @@ func (m *tokenManager) drop(ctx context.Context, s *state, cause error) (ended b
 		defer unlock()
 	}
 	var ev RefreshEvent
-	m.reject(ctx, s, s.tokens, cause, &ev)
+	m.reject(ctx, s, s.tokens, reason, &ev)
 	return ev.SessionEnded, ev.StoreErr
 }
 
-// end replaces s with a state that ended the session for err, and returns
-// the current state: a newer state (a login meanwhile) is kept.
-func (m *tokenManager) end(s *state, err error, ev *RefreshEvent, saved bool) *state {
-	e := m.ended(err)
-	if !m.swap(s.gen, e, saved, m.storedOf(s)) {
+// end replaces s with a state that ended the session for err, after the
+// store was cleared with the result cerr (nil as well when nothing had to be
+// cleared), and returns the current state: a newer state (a login
+// meanwhile) is kept.
+func (m *tokenManager) end(s *state, err error, ev *RefreshEvent, cerr error) *state {
+	e := m.newState(Tokens{})
+	e.err = err
+	var swapped bool
+	if cerr == nil {
+		swapped = m.swapSaved(s.gen, e)
+	} else {
+		swapped = m.swapUnsaved(s.gen, e, m.storedOf(s))
+	}
+	if !swapped {
 		return m.cur.Load()
 	}
 	ev.SessionEnded = true

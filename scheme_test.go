@@ -213,7 +213,7 @@ func TestTransportPicksPolicyByScheme(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s := tt.tr.manager().newState(Tokens{AccessToken: "a", RefreshToken: "r"}, false)
+			s := tt.tr.manager().newState(Tokens{AccessToken: "a", RefreshToken: "r"})
 			if g := tt.tr.refuses(s, r401); g != tt.want401 {
 				t.Errorf("401: got %v; want %v", g, tt.want401)
 			}

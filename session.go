@@ -190,7 +190,7 @@ func (t *Transport) checkRequest(ctx context.Context, checkURL string) (*http.Re
 		return nil, err
 	}
 	if !ok {
-		return nil, fmt.Errorf("autorefresh: check URL host %s is not in Transport.Hosts", req.URL.Hostname())
+		return nil, fmt.Errorf("%w: the check URL's host %s is not in Transport.Hosts", ErrUnsafeURL, req.URL.Hostname())
 	}
 	req.Header.Set("Accept", "application/json")
 	return req, nil

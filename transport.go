@@ -2,7 +2,6 @@ package autorefresh
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -298,7 +297,7 @@ func (t *Transport) Tokens(ctx context.Context) (Tokens, error) {
 // tried again before the next refresh.
 func (t *Transport) SetTokens(ctx context.Context, tok Tokens) error {
 	if tok.IsZero() {
-		return errors.New("autorefresh: SetTokens with empty tokens (use Logout to drop them)")
+		return fmt.Errorf("%w: SetTokens needs an access or a refresh token (use Logout to drop them)", ErrNoTokens)
 	}
 	if err := tok.validate(); err != nil {
 		return err
