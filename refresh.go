@@ -29,6 +29,25 @@ type Refresher interface {
 	Refresh(ctx context.Context, current Tokens) (Tokens, error)
 }
 
+// A Starter is a Refresher that can obtain tokens when there are none, as
+// the OAuth 2.0 client credentials grant does with the client's own
+// credentials. A Transport whose Refresher is a Starter calls Start, in the
+// single flight shared by all requests, when it holds no tokens: before
+// sending a request without them, and when a request is refused. A
+// Refresher that wraps a Starter must be a Starter too for that to happen.
+type Starter interface {
+	Refresher
+	Start(ctx context.Context) (Tokens, error)
+}
+
+// A Revoker is a Refresher that can revoke tokens at the server, as an
+// OAuth 2.0 revocation endpoint does (RFC 7009). Transport.Logout calls
+// Revoke with the tokens in use before it drops them.
+type Revoker interface {
+	Refresher
+	Revoke(ctx context.Context, t Tokens) error
+}
+
 // RefreshFunc is a function that implements Refresher.
 type RefreshFunc func(ctx context.Context, current Tokens) (Tokens, error)
 
@@ -109,6 +128,8 @@ func (m *tokenManager) ready(ctx context.Context) (*state, error) {
 		return s, err
 	}
 	switch now := m.t.clock(); {
+	case !s.hasTokens() && m.starts():
+		return m.refresh(ctx, s, causeExpired)
 	case s.expired(now):
 		return m.refresh(ctx, s, causeExpired)
 	case s.due(now):
@@ -125,7 +146,7 @@ func (m *tokenManager) refused(ctx context.Context, s *state) (*state, error) {
 	if cur := m.cur.Load(); cur != s {
 		return m.successor(s, cur)
 	}
-	if !s.hasTokens() {
+	if !s.hasTokens() && !m.starts() {
 		ns, err := m.reload(ctx, s)
 		if err != nil || !ns.hasTokens() {
 			return nil, nil
@@ -143,6 +164,12 @@ func (m *tokenManager) refused(ctx context.Context, s *state) (*state, error) {
 		return nil, cmp.Or(ns.err, ErrNoTokens)
 	}
 	return ns, nil
+}
+
+// starts reports whether the Refresher obtains tokens when there are none.
+func (m *tokenManager) starts() bool {
+	_, ok := m.t.Refresher.(Starter)
+	return ok
 }
 
 // successor returns the state that replaced s for a request refused with
@@ -367,10 +394,16 @@ func (m *tokenManager) exchange(ctx context.Context, s *state, ev *RefreshEvent)
 	return m.commit(ctx, s, from, tok, ev)
 }
 
-// call asks the Refresher for new tokens, and checks them. Every error is a
-// *RefreshError.
+// call asks the Refresher for new tokens (a Starter for its first ones),
+// and checks them. Every error is a *RefreshError.
 func (m *tokenManager) call(ctx context.Context, current Tokens) (Tokens, error) {
-	tok, err := m.t.Refresher.Refresh(ctx, current)
+	var tok Tokens
+	var err error
+	if st, ok := m.t.Refresher.(Starter); ok && current.IsZero() {
+		tok, err = st.Start(ctx)
+	} else {
+		tok, err = m.t.Refresher.Refresh(ctx, current)
+	}
 	if err == nil {
 		err = tok.validateFresh()
 	}
@@ -423,7 +456,7 @@ func (m *tokenManager) reconcile(ctx context.Context, s *state, ev *RefreshEvent
 		}
 		return stored, nil, nil
 	}
-	if !saved {
+	if !saved && s.hasTokens() {
 		switch err := m.save(ctx, s.gen, s.tokens); {
 		case err == nil:
 			m.markSaved(s)

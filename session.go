@@ -196,15 +196,25 @@ func (t *Transport) checkRequest(ctx context.Context, checkURL string) (*http.Re
 	return req, nil
 }
 
-// Logout ends the session: it drops the tokens from memory, so that
-// requests go out without them from now on, and clears the store (under
-// its lock when it is a Locker). A refresh under way does not bring them
-// back.
+// Logout ends the session. When the Refresher is a Revoker (OAuth2 with a
+// revocation endpoint), it first revokes the tokens at the server. Then,
+// whatever the server said, it drops the tokens from memory, so that
+// requests go out without them from now on, and clears the store (under its
+// lock when it is a Locker). A refresh under way does not bring them back.
 //
-// If clearing the store fails, Logout returns the error, and t stays
-// logged out all the same: it does not read the store again (which still
-// holds the old pair) until SetTokens or Login succeeds. Call Logout again
-// to retry clearing the store.
+// Logout returns the errors of the revocation and of clearing the store,
+// joined. If clearing the store fails, t stays logged out all the same: it
+// does not read the store again (which still holds the old pair) until
+// SetTokens or Login succeeds. Call Logout again to retry clearing the
+// store.
 func (t *Transport) Logout(ctx context.Context) error {
-	return t.manager().logout(ctx)
+	var rerr error
+	if r, ok := t.Refresher.(Revoker); ok {
+		if tok, err := t.Tokens(ctx); err == nil {
+			if rerr = r.Revoke(ctx, tok); rerr != nil {
+				rerr = &wrapped{"revoke tokens", rerr}
+			}
+		}
+	}
+	return errors.Join(rerr, t.manager().logout(ctx))
 }
