@@ -1,6 +1,5 @@
 package autorefresh
 
-
 import (
 	"context"
 	"errors"
