@@ -2,329 +2,182 @@ package autorefresh
 
 import (
 	"crypto"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"sync"
-	"time"
 )
 
-// dpopHeader is the request header that carries a DPoP proof (RFC 9449
-// section 4.1), and dpopNonceHeader the response header that carries a
-// nonce (section 8), both in the canonical form that http.Header keys use.
-const (
-	dpopHeader      = "Dpop"
-	dpopNonceHeader = "Dpop-Nonce"
+var (
+	// ErrDPoPKeyMissing is returned for tokens bound to a DPoP key (their
+	// TokenType is "DPoP") when no DPoP key is configured: they cannot be
+	// sent or refreshed without the key they were bound to. Configure the
+	// key the tokens were issued for (see LoadOrCreateKey), or log in again.
+	ErrDPoPKeyMissing = errors.New("autorefresh: the tokens are DPoP-bound and no DPoP key is configured")
+
+	// ErrDPoPProofRefused is wrapped by the error of a request that a
+	// resource server refused for its DPoP proof (WWW-Authenticate: DPoP
+	// error="invalid_dpop_proof"): a new token would not change that.
+	ErrDPoPProofRefused = errors.New("autorefresh: the server refused the DPoP proof")
+
+	// ErrDPoPDowngrade is wrapped by the *RefreshError of a token endpoint
+	// that answered a DPoP token request with a Bearer token, unless
+	// DPoP.AllowBearer permits it.
+	ErrDPoPDowngrade = errors.New("autorefresh: the token endpoint issued a Bearer token where DPoP was asked for")
 )
 
-// errDPoPURL is wrapped by the errors for a request URL that a DPoP proof
-// cannot name.
-var errDPoPURL = errors.New("autorefresh: DPoP needs an absolute http or https URL")
-
-// dpopProver makes the DPoP proofs (RFC 9449 section 4) of one key. It
-// caches what every proof shares, the encoded protected header with "typ",
-// "alg" and the public "jwk", so that a proof costs one signature, one
-// string and little else.
+// DPoP makes the tokens sender-constrained (RFC 9449): every token request
+// and every API request carries a fresh proof, a JWT signed with Key, and the
+// server binds the tokens to that key, so that a stolen token is useless
+// without it. Set the same *DPoP on the Transport (or only on its OAuth2 or
+// ClientCredentials refresher, which the Transport then uses) to have:
 //
-// A dpopProver is immutable and safe for concurrent use when its key is. It
-// never prints its key.
-type dpopProver struct {
-	signer *jwsSigner
-	header string // base64url of the protected header, then "."
-	now    func() time.Time
-}
-
-// newDPoPProver returns a dpopProver for key with algorithm alg, or the
-// key's default algorithm when alg is empty (ES256 for a P-256 key; see
-// newJWSSigner). Its errors wrap ErrUnsupportedKey.
-func newDPoPProver(key crypto.Signer, alg string) (*dpopProver, error) {
-	s, err := newJWSSigner(key, alg)
-	if err != nil {
-		return nil, err
-	}
-	h := append(make([]byte, 0, 256), `{"typ":"dpop+jwt","alg":"`...)
-	h = append(h, s.alg...)
-	h = append(h, `","jwk":`...)
-	if h, err = appendJWK(h, key.Public()); err != nil {
-		return nil, err
-	}
-	h = append(h, '}')
-	return &dpopProver{
-		signer: s,
-		header: b64.EncodeToString(h) + ".",
-		now:    time.Now,
-	}, nil
-}
-
-// Format prints p without its key, for every verb.
-func (p dpopProver) Format(f fmt.State, verb rune) {
-	if p.signer == nil {
-		io.WriteString(f, "dpopProver()")
-		return
-	}
-	fmt.Fprintf(f, "dpopProver(%s)", p.signer.alg)
-}
-
-// proofBuffer is the scratch space of one proof. Buffers are reused through
-// proofBuffers, so that a proof allocates only its result and what the
-// key's Sign does.
-type proofBuffer struct {
-	claims []byte
-	jws    []byte
-}
-
-var proofBuffers = sync.Pool{New: func() any {
-	return &proofBuffer{claims: make([]byte, 0, 512), jws: make([]byte, 0, 1024)}
-}}
-
-// maxPooledProof bounds the buffers kept for reuse, so that one huge URL
-// does not pin its memory.
-const maxPooledProof = 16 << 10
-
-// proof returns a DPoP proof for a request with method htm (GET when empty,
-// as net/http does) to u, with the claims that RFC 9449 section 4.2 asks
-// for: a new random "jti", "htm", "htu" (u without query and fragment; see
-// appendHTU), "iat" (now, in seconds), "nonce" when nonce is not empty and
-// "ath" when ath is not empty. ath is dpopATH of the access token sent with
-// the request: proofs for resource requests carry it, proofs for token
-// requests do not.
+//   - token requests carry a proof, and the tokens come back with
+//     token_type "DPoP";
+//   - API requests with DPoP tokens carry "Authorization: DPoP <token>" and
+//     a proof with the hash of the token ("ath"), whatever the Transport's
+//     Scheme; a replay after a refresh carries a new proof;
+//   - a server that asks for a nonce (400 use_dpop_nonce from a token
+//     endpoint, 401 with WWW-Authenticate: DPoP error="use_dpop_nonce" from
+//     an API) gets the request once more with it, and every response's
+//     DPoP-Nonce is remembered for the next requests, per origin, the token
+//     endpoint's apart from the APIs'. At most one nonce retry and one
+//     refresh replay happen per request, in whichever order they come.
 //
-// The error wraps errDPoPURL when u is not an absolute http or https URL,
-// or is the key's signing error.
-func (p *dpopProver) proof(htm string, u *url.URL, nonce, ath string) (string, error) {
-	buf := proofBuffers.Get().(*proofBuffer)
-	defer func() {
-		if cap(buf.claims)+cap(buf.jws) <= maxPooledProof {
-			proofBuffers.Put(buf)
+// The key must be kept as long as the tokens: for public clients the
+// refresh token is bound to it, and a new key cannot refresh. Keep it in a
+// file beside the token file (LoadOrCreateKey), or in an HSM or KMS behind
+// a crypto.Signer. Tokens of type "DPoP" found without a key fail with
+// ErrDPoPKeyMissing instead of being sent.
+//
+// A DPoP is safe for concurrent use. It never prints its key.
+type DPoP struct {
+	// Key signs the proofs: an ECDSA P-256 or P-384, RSA (2048 bits or
+	// more) or Ed25519 key. It must be set.
+	Key crypto.Signer
+
+	// Algorithm is the JWS algorithm of the proofs: "ES256", "ES384",
+	// "RS256", "PS256" or "EdDSA". If empty, the key's own: ES256 for P-256,
+	// ES384 for P-384, RS256 for RSA, EdDSA for Ed25519.
+	Algorithm string
+
+	// AllowBearer lets a token endpoint that answers a DPoP token request
+	// with a Bearer token be used anyway, the tokens then sent as Bearer.
+	// By default such a downgrade is refused (ErrDPoPDowngrade): it defeats
+	// the point of DPoP.
+	AllowBearer bool
+
+	once   sync.Once
+	prover *dpopProver
+	err    error
+
+	// The nonces of the token endpoints and of the APIs, kept apart: an
+	// authorization server and a resource server may share an origin but
+	// not their nonces.
+	tokenNonces, apiNonces dpopNonces
+}
+
+// init checks the key and makes the prover, once.
+func (d *DPoP) init() error {
+	d.once.Do(func() {
+		if d.Key == nil {
+			d.err = fmt.Errorf("%w: DPoP.Key is nil", ErrDPoPKeyMissing)
+			return
 		}
-	}()
-	claims, err := p.appendClaims(buf.claims[:0], htm, u, nonce, ath)
-	buf.claims = claims
-	if err != nil {
+		d.prover, d.err = newDPoPProver(d.Key, d.Algorithm)
+	})
+	return d.err
+}
+
+// proof returns a proof for a request with method htm to u, with the hash of
+// the access token ath ("" for a token request), and the nonce remembered
+// from nonces.
+func (d *DPoP) proof(nonces *dpopNonces, htm string, u *url.URL, ath string) (string, error) {
+	if err := d.init(); err != nil {
 		return "", err
 	}
-	b := append(buf.jws[:0], p.header...)
-	b = b64.AppendEncode(b, claims)
-	b, err = p.signer.appendSignature(append(b, '.'), b)
-	buf.jws = b
-	if err != nil {
-		return "", err
-	}
-	return string(b), nil
+	return d.prover.proof(htm, u, nonces.nonce(u), ath)
 }
 
-// appendClaims appends the JSON claims of a proof to dst.
-func (p *dpopProver) appendClaims(dst []byte, htm string, u *url.URL, nonce, ath string) ([]byte, error) {
-	if htm == "" {
-		htm = http.MethodGet
+// String describes d without its key.
+func (d *DPoP) String() string {
+	if d == nil {
+		return "autorefresh.DPoP(nil)"
 	}
-	dst = append(dst, `{"jti":"`...)
-	dst = appendJTI(dst)
-	dst = append(dst, `","htm":"`...)
-	dst = appendJSONString(dst, htm)
-	dst = append(dst, `","htu":"`...)
-	start := len(dst)
-	dst, err := appendHTU(dst, u)
-	if err != nil {
-		return dst, err
+	alg := d.Algorithm
+	if alg == "" {
+		alg = "key's default"
 	}
-	if !jsonSafe(dst[start:]) {
-		dst = appendJSONString(dst[:start], string(dst[start:]))
-	}
-	dst = append(dst, `","iat":`...)
-	dst = strconv.AppendInt(dst, p.now().Unix(), 10)
-	if nonce != "" {
-		dst = append(dst, `,"nonce":"`...)
-		dst = appendJSONString(dst, nonce)
-		dst = append(dst, '"')
-	}
-	if ath != "" {
-		dst = append(dst, `,"ath":"`...)
-		dst = appendJSONString(dst, ath)
-		dst = append(dst, '"')
-	}
-	return append(dst, '}'), nil
+	return fmt.Sprintf("autorefresh.DPoP{Key: %T, Algorithm: %s, AllowBearer: %v}", d.Key, alg, d.AllowBearer)
 }
 
-// dpopATH returns the "ath" claim for an access token (RFC 9449 section
-// 4.2): the base64url SHA-256 digest of its ASCII form. It does not change
-// while the token does not, so callers compute it once per token.
-func dpopATH(accessToken string) string {
-	sum := sha256.Sum256([]byte(accessToken))
-	return b64.EncodeToString(sum[:])
+// GoString is like String.
+func (d *DPoP) GoString() string { return d.String() }
+
+// Format implements fmt.Formatter: every verb prints String.
+func (d *DPoP) Format(f fmt.State, verb rune) { io.WriteString(f, d.String()) }
+
+// LogValue implements slog.LogValuer: a DPoP logs as String.
+func (d *DPoP) LogValue() slog.Value { return slog.StringValue(d.String()) }
+
+// dpopDeclarer is a Refresher configured for DPoP, whose DPoP the Transport
+// uses when its own is nil.
+type dpopDeclarer interface {
+	dpopConfig() *DPoP
 }
 
-// dpopHTU returns the "htu" claim for a request to u; see appendHTU.
-func dpopHTU(u *url.URL) (string, error) {
-	b, err := appendHTU(nil, u)
-	if err != nil {
-		return "", err
+// dpop returns the DPoP that t's requests use: DPoP, or its Refresher's.
+func (t *Transport) dpop() *DPoP {
+	if t.DPoP != nil {
+		return t.DPoP
 	}
-	return string(b), nil
+	if d, ok := t.Refresher.(dpopDeclarer); ok {
+		return d.dpopConfig()
+	}
+	return nil
 }
 
-// appendHTU appends to dst the "htu" claim for a request to u (RFC 9449
-// section 4.2): its target URI without query and fragment, normalised as
-// RFC 3986 sections 6.2.2 and 6.2.3 ask so that it compares equal to what a
-// server reconstructs. That is the origin (see appendOrigin), then the path
-// as it is sent on the wire ("/" when empty). User information is left out,
-// since it is never sent. u must be an absolute http or https URL;
-// otherwise the error wraps errDPoPURL.
-func appendHTU(dst []byte, u *url.URL) ([]byte, error) {
-	dst, err := appendOrigin(dst, u)
-	if err != nil {
-		return dst, err
+// isDPoP reports whether tok is a DPoP-bound token pair.
+func isDPoP(tok Tokens) bool { return strings.EqualFold(tok.TokenType, "DPoP") }
+
+// proofFor returns the DPoP proof for sending req with s, or "" when s's
+// tokens are not DPoP-bound.
+func (t *Transport) proofFor(req *http.Request, s *state) (string, error) {
+	if !s.hdr.dpop {
+		return "", nil
 	}
-	path := u.EscapedPath()
-	if u.Opaque != "" {
-		// "http:/path" or "http://host/path" with the path kept as it is
-		// (see url.URL.Opaque): the path is what follows the authority.
-		path = u.Opaque
-		if strings.HasPrefix(path, "//") {
-			_, path, _ = strings.Cut(path[2:], "/")
-			path = "/" + path
-		}
-		if !strings.HasPrefix(path, "/") {
-			return dst, fmt.Errorf("%w: its path is opaque", errDPoPURL)
-		}
+	d := t.dpop()
+	if d == nil {
+		return "", ErrDPoPKeyMissing
 	}
-	if path == "" {
-		path = "/"
-	}
-	return append(dst, path...), nil
+	return d.proof(&d.apiNonces, req.Method, req.URL, s.hdr.ath)
 }
 
-// appendOrigin appends the origin of u (RFC 6454) to dst in the normal form
-// of RFC 3986 section 6.2: "scheme://host[:port]" with the scheme and the
-// host in lower case, the port left out when it is the default one of the
-// scheme (80 for http, 443 for https), an IPv6 address in brackets and its
-// zone escaped. u must be an absolute http or https URL; otherwise the
-// error wraps errDPoPURL.
-func appendOrigin(dst []byte, u *url.URL) ([]byte, error) {
-	if u == nil {
-		return dst, fmt.Errorf("%w: the request has no URL", errDPoPURL)
+// dpopAnswer remembers the nonce of resp, the answer to out sent with s,
+// and reports whether resp asks for the request to be sent again with it
+// (use_dpop_nonce with a new nonce). A refused proof is an error.
+func (t *Transport) dpopAnswer(out *http.Request, s *state, resp *http.Response) (retry bool, err error) {
+	if !s.hdr.dpop {
+		return false, nil
 	}
-	var def string
-	switch {
-	case strings.EqualFold(u.Scheme, "https"):
-		dst, def = append(dst, "https://"...), "443"
-	case strings.EqualFold(u.Scheme, "http"):
-		dst, def = append(dst, "http://"...), "80"
-	default:
-		return dst, fmt.Errorf("%w: the scheme is %q", errDPoPURL, u.Scheme)
+	_, gave := t.dpop().apiNonces.update(out.URL, resp.Header)
+	if resp.StatusCode != http.StatusUnauthorized {
+		return false, nil
 	}
-	host := u.Hostname()
-	if host == "" {
-		return dst, fmt.Errorf("%w: the URL has no host", errDPoPURL)
-	}
-	ipv6 := strings.IndexByte(host, ':') >= 0
-	if ipv6 {
-		dst = append(dst, '[')
-	}
-	for i := 0; i < len(host); i++ {
-		c := host[i]
-		switch {
-		case 'A' <= c && c <= 'Z':
-			c += 'a' - 'A'
-		case c == '%' && ipv6: // a zone: "%25" in a URI (RFC 6874)
-			dst = append(dst, "%25"...)
+	for _, c := range ParseChallenges(resp.Header.Values("Www-Authenticate")) {
+		if !strings.EqualFold(c.Scheme, "DPoP") {
 			continue
 		}
-		dst = append(dst, c)
-	}
-	if ipv6 {
-		dst = append(dst, ']')
-	}
-	if p := u.Port(); p != "" && p != def {
-		dst = append(dst, ':')
-		dst = append(dst, p...)
-	}
-	return dst, nil
-}
-
-// maxNonceOrigins bounds the origins a dpopNonces remembers, and
-// maxNonceLen the nonces it accepts.
-const (
-	maxNonceOrigins = 1024
-	maxNonceLen     = 2048
-)
-
-// dpopNonces holds the last DPoP nonce (RFC 9449 sections 8 and 9) that
-// each origin gave: an authorization server and each resource server have
-// their own. Nonces are not secrets. It is safe for concurrent use; the zero
-// value is empty and ready to use.
-type dpopNonces struct {
-	mu     sync.RWMutex      // guards byHost
-	byHost map[string]string // origin (see appendOrigin) → nonce
-}
-
-// nonce returns the nonce to send with a request to u, or "" when its
-// origin gave none.
-func (c *dpopNonces) nonce(u *url.URL) string {
-	var a [128]byte
-	key, err := appendOrigin(a[:0], u)
-	if err != nil {
-		return ""
-	}
-	c.mu.RLock()
-	n := c.byHost[string(key)]
-	c.mu.RUnlock()
-	return n
-}
-
-// update records the nonce of the response to a request sent to u, from
-// its DPoP-Nonce header, and returns it. ok is false when h carries no
-// nonce, or one that is not valid (see validNonce), which is ignored. Call
-// it for every response of a server that uses DPoP, successful ones
-// included, with the URL of the request that was sent (not the one a
-// RoundTripper put in the response).
-func (c *dpopNonces) update(u *url.URL, h http.Header) (nonce string, ok bool) {
-	v := h[dpopNonceHeader]
-	if len(v) == 0 || !validNonce(v[0]) {
-		return "", false
-	}
-	nonce = v[0]
-	var a [128]byte
-	key, err := appendOrigin(a[:0], u)
-	if err != nil {
-		return "", false
-	}
-	c.mu.RLock()
-	same := c.byHost[string(key)] == nonce
-	c.mu.RUnlock()
-	if same {
-		return nonce, true
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.byHost == nil {
-		c.byHost = make(map[string]string)
-	}
-	if _, known := c.byHost[string(key)]; !known && len(c.byHost) >= maxNonceOrigins {
-		for k := range c.byHost { // forget one origin, any
-			delete(c.byHost, k)
-			break
+		switch c.Param("error") {
+		case "use_dpop_nonce":
+			return gave, nil
+		case "invalid_dpop_proof":
+			return false, fmt.Errorf("%w: %s", ErrDPoPProofRefused, sanitize(c.Param("error_description"), maxDescription, []string{s.tokens.AccessToken, s.tokens.RefreshToken}))
 		}
 	}
-	c.byHost[string(key)] = nonce
-	return nonce, true
-}
-
-// validNonce reports whether s is a nonce as RFC 9449 section 8.1 defines
-// it (1*NQCHAR: printable ASCII but '"' and '\'), of a sensible length.
-func validNonce(s string) bool {
-	if s == "" || len(s) > maxNonceLen {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x21 || c > 0x7e || c == '"' || c == '\\' {
-			return false
-		}
-	}
-	return true
+	return false, nil
 }

@@ -66,7 +66,7 @@ func ExampleOAuth2() {
 	// Output:
 	// refreshed; error: <nil>
 	// 200 hello
-	// {Requests:1 Refreshes:1 RefreshFailures:0 ProactiveRefreshes:0 Replays:1 Waits:1}
+	// {Requests:1 Refreshes:1 RefreshFailures:0 ProactiveRefreshes:0 Replays:1 Waits:1 NonceRetries:0}
 }
 
 func ExampleParseChallenges() {

@@ -66,35 +66,61 @@ func (r *replayBudget) give(n int64) {
 	}
 }
 
-// recordBody returns the body to send req with the first time, and the
-// recorder that keeps it for a replay: nil when req needs none (no body, or
-// GetBody) or when MaxReplayBody turns recording off.
-func (t *Transport) recordBody(req *http.Request) (io.ReadCloser, *bodyRecorder) {
-	if req.Body == nil || req.Body == http.NoBody || req.GetBody != nil || t.MaxReplayBody < 0 {
-		return req.Body, nil
-	}
-	limit := cmp.Or(t.MaxReplayBody, DefaultMaxReplayBody)
-	budget := &replayBudget{used: &t.replayMemory, max: cmp.Or(t.MaxReplayMemory, DefaultMaxReplayMemory)}
-	rec := newBodyRecorder(req.Body, limit, req.ContentLength, budget)
-	return rec, rec
+// replays hands out the bodies of the attempts at one request: the
+// caller's body first, then the same bytes again for each retry, from
+// GetBody or from a recorder of the attempt before.
+type replays struct {
+	t   *Transport
+	req *http.Request
+	rec *bodyRecorder // records the last attempt's body; nil when not needed or off
 }
 
-// replayBody returns the body for sending req again.
-func (t *Transport) replayBody(ctx context.Context, req *http.Request, rec *bodyRecorder) (io.ReadCloser, error) {
+// newReplays returns the replays of req and the body of its first attempt.
+func (t *Transport) newReplays(req *http.Request) (replays, io.ReadCloser) {
+	r := replays{t: t, req: req}
+	if req.Body == nil || req.Body == http.NoBody || req.GetBody != nil || t.MaxReplayBody < 0 {
+		return r, req.Body
+	}
+	r.rec = t.recorder(req.Body, req.ContentLength)
+	return r, r.rec
+}
+
+// recorder returns a recorder of rc, of length size when positive, within
+// t's limits.
+func (t *Transport) recorder(rc io.ReadCloser, size int64) *bodyRecorder {
+	limit := cmp.Or(t.MaxReplayBody, DefaultMaxReplayBody)
+	budget := &replayBudget{used: &t.replayMemory, max: cmp.Or(t.MaxReplayMemory, DefaultMaxReplayMemory)}
+	return newBodyRecorder(rc, limit, size, budget)
+}
+
+// next returns the body of the next attempt: the same bytes as the last
+// one's, once that attempt is done with its body. It is recorded in turn,
+// in case another attempt follows.
+func (r *replays) next(ctx context.Context) (io.ReadCloser, error) {
 	switch {
-	case req.Body == nil || req.Body == http.NoBody:
-		return req.Body, nil
-	case req.GetBody != nil:
-		b, err := req.GetBody()
+	case r.req.Body == nil || r.req.Body == http.NoBody:
+		return r.req.Body, nil
+	case r.req.GetBody != nil:
+		b, err := r.req.GetBody()
 		if err != nil {
 			return nil, &wrapped{"replay body", err}
 		}
 		return b, nil
-	case rec == nil:
+	case r.rec == nil:
 		return nil, fmt.Errorf("%w: it has no GetBody and body buffering is off", ErrBodyNotReplayable)
 	}
-	return rec.replay(ctx, t.refreshTimeout())
+	body, err := r.rec.replay(ctx, r.t.refreshTimeout())
+	r.rec = nil
+	if err != nil {
+		return nil, err
+	}
+	r.rec = r.t.recorder(body, r.req.ContentLength)
+	return r.rec, nil
 }
+
+// done gives up what is left to replay: the last body is closed as soon as
+// its attempt is done with it.
+func (r *replays) done() { r.rec.release() }
 
 // bufPool holds the buffers of bodies that were not replayed, up to
 // maxPooled bytes each.

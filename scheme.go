@@ -67,11 +67,22 @@ type headers struct {
 	accessName, accessCanon, access    string
 	refreshName, refreshCanon, refresh string
 	bearer                             bool // the access token goes in Authorization
+
+	// dpop is set for DPoP-bound tokens, sent with a proof whose "ath" is
+	// ath, the hash of the access token.
+	dpop bool
+	ath  string
 }
+
+// dpopScheme sends a DPoP-bound access token (RFC 9449 section 7.1).
+var dpopScheme = HeaderScheme{AccessHeader: "Authorization", AccessPrefix: "DPoP "}
 
 // headersFor returns the headers that carry tok.
 func (t *Transport) headersFor(tok Tokens) headers {
 	sc := t.schemeFor(tok)
+	if isDPoP(tok) {
+		sc = dpopScheme
+	}
 	h := headers{
 		accessName:   sc.AccessHeader,
 		accessCanon:  textproto.CanonicalMIMEHeaderKey(sc.AccessHeader),
@@ -84,6 +95,9 @@ func (t *Transport) headersFor(tok Tokens) headers {
 	}
 	if sc.RefreshHeader != "" {
 		h.refresh = tok.RefreshToken
+	}
+	if isDPoP(tok) && tok.AccessToken != "" {
+		h.dpop, h.ath = true, dpopATH(tok.AccessToken)
 	}
 	return h
 }
@@ -146,7 +160,9 @@ func refusesToken(resp *http.Response, status int) bool {
 	switch bearerError(resp.Header) {
 	case "invalid_token":
 		return true
-	case "insufficient_scope", "invalid_request":
+	case "insufficient_scope", "invalid_request", "use_dpop_nonce", "invalid_dpop_proof":
+		// Not about the token: the rights, the request, or a DPoP
+		// proof that wants a nonce or was refused.
 		return false
 	}
 	return resp.StatusCode == status

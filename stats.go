@@ -10,10 +10,11 @@ type Stats struct {
 	ProactiveRefreshes int64 // refresh attempts made ahead of expiry
 	Replays            int64 // requests sent again after a refresh
 	Waits              int64 // requests that waited on a refresh
+	NonceRetries       int64 // requests sent again with a new DPoP nonce
 }
 
 type stats struct {
-	requests, refreshes, failures, proactive, replays, waits atomic.Int64
+	requests, refreshes, failures, proactive, replays, waits, nonceRetries atomic.Int64
 }
 
 // Stats returns a snapshot of t's counters.
@@ -25,5 +26,6 @@ func (t *Transport) Stats() Stats {
 		ProactiveRefreshes: t.stats.proactive.Load(),
 		Replays:            t.stats.replays.Load(),
 		Waits:              t.stats.waits.Load(),
+		NonceRetries:       t.stats.nonceRetries.Load(),
 	}
 }

@@ -130,6 +130,11 @@ type Transport struct {
 	// when the client may also reach others.
 	Hosts []string
 
+	// DPoP, if not nil, makes the tokens sender-constrained (RFC 9449): see
+	// DPoP. If nil, the DPoP of the Refresher (OAuth2, ClientCredentials)
+	// is used, if it has one. Requests with tokens of type "DPoP" need one.
+	DPoP *DPoP
+
 	// AllowHTTP permits Login and Resume to use plain http:// URLs of hosts
 	// that are not loopback addresses. Credentials and tokens then cross
 	// the network unencrypted.
@@ -217,38 +222,80 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	return resp, err
 }
 
-// roundTrip sends req with the current tokens and, when they are refused,
-// once more with new ones. It returns the state of the last attempt.
+// roundTrip sends req with the current tokens. When the server refuses
+// them it sends req once more with new ones, and when a DPoP server asks for
+// a nonce, once more with it: at most one of each, in whichever order they
+// come. It returns the state of the last attempt.
 func (t *Transport) roundTrip(req *http.Request) (*http.Response, *state, error) {
 	ctx := req.Context()
-	m := t.manager()
-	s, err := m.ready(ctx)
+	s, err := t.manager().ready(ctx)
 	if err != nil {
 		closeBody(req)
 		return nil, nil, err
 	}
-	body, rec := t.recordBody(req)
-	resp, err := t.send(t.authorize(req, s, body))
-	if err != nil || !t.refuses(s, resp) {
-		rec.release()
-		return resp, s, err
-	}
-	ns, err := m.refused(ctx, s)
-	if ns == nil {
-		rec.release()
-		if err != nil {
-			discard(resp.Body)
-			resp = nil
+	bodies, body := t.newReplays(req)
+	defer bodies.done()
+	var nonced, refreshed bool
+	for {
+		resp, wantsNonce, err := t.attempt(req, s, body)
+		replay := false
+		switch {
+		case err != nil:
+			return nil, s, err
+		case wantsNonce && !nonced:
+			nonced = true
+			t.stats.nonceRetries.Add(1)
+		case !refreshed && t.refuses(s, resp):
+			refreshed = true
+			ns, err := t.manager().refused(ctx, s)
+			if ns == nil {
+				return refusal(resp, err), s, err
+			}
+			s, replay = ns, true
+		default:
+			return resp, s, nil
 		}
-		return resp, s, err
+		discard(resp.Body)
+		if body, err = bodies.next(ctx); err != nil {
+			return nil, s, err
+		}
+		if replay {
+			t.noteReplay(req)
+		}
 	}
-	discard(resp.Body)
-	if body, err = t.replayBody(ctx, req, rec); err != nil {
-		return nil, s, err
+}
+
+// refusal returns resp, a refused answer, to the caller, unless err says
+// why it cannot be: then it discards it.
+func refusal(resp *http.Response, err error) *http.Response {
+	if err != nil {
+		discard(resp.Body)
+		return nil
 	}
-	t.noteReplay(req)
-	resp, err = t.send(t.authorize(req, ns, body))
-	return resp, ns, err
+	return resp
+}
+
+// attempt sends req once with the tokens of s and body, and reports
+// whether the answer asks for it to be sent again with a new DPoP nonce.
+func (t *Transport) attempt(req *http.Request, s *state, body io.ReadCloser) (*http.Response, bool, error) {
+	proof, err := t.proofFor(req, s)
+	if err != nil {
+		if body != nil {
+			body.Close()
+		}
+		return nil, false, err
+	}
+	out := t.authorize(req, s, body, proof)
+	resp, err := t.send(out)
+	if err != nil {
+		return nil, false, err
+	}
+	wantsNonce, err := t.dpopAnswer(out, s, resp)
+	if err != nil {
+		discard(resp.Body)
+		return nil, false, err
+	}
+	return resp, wantsNonce, nil
 }
 
 // send sends out with the base RoundTripper, and makes out the Request of
@@ -312,11 +359,11 @@ type outgoing struct {
 	vals [8]string
 }
 
-// authorize returns a copy of req, with body, that carries the tokens of s.
-// The caller's request is not modified, and the copy shares no mutable
-// state with it, with other requests or with s: its header map and value
-// slices are its own.
-func (t *Transport) authorize(req *http.Request, s *state, body io.ReadCloser) *http.Request {
+// authorize returns a copy of req, with body, that carries the tokens of s
+// and, when not empty, the DPoP proof. The caller's request is not
+// modified, and the copy shares no mutable state with it, with other
+// requests or with s: its header map and value slices are its own.
+func (t *Transport) authorize(req *http.Request, s *state, body io.ReadCloser, proof string) *http.Request {
 	o := new(outgoing)
 	o.req = *req
 	r := &o.req
@@ -326,16 +373,20 @@ func (t *Transport) authorize(req *http.Request, s *state, body io.ReadCloser) *
 		n += len(v)
 	}
 	vals := o.vals[:0]
-	if n+2 > len(o.vals) {
-		vals = make([]string, 0, n+2)
+	if n+3 > len(o.vals) {
+		vals = make([]string, 0, n+3)
 	}
-	h := make(http.Header, len(req.Header)+2)
+	h := make(http.Header, len(req.Header)+3)
 	for k, v := range req.Header {
 		i := len(vals)
 		vals = append(vals, v...)
 		h[k] = vals[i:len(vals):len(vals)]
 	}
-	for _, kv := range [2][3]string{{s.hdr.accessName, s.hdr.accessCanon, s.hdr.access}, {s.hdr.refreshName, s.hdr.refreshCanon, s.hdr.refresh}} {
+	for _, kv := range [...][3]string{
+		{s.hdr.accessName, s.hdr.accessCanon, s.hdr.access},
+		{s.hdr.refreshName, s.hdr.refreshCanon, s.hdr.refresh},
+		{dpopHeader, dpopHeader, proof},
+	} {
 		if kv[2] != "" {
 			delete(h, kv[1])
 			vals = append(vals, kv[2])
