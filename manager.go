@@ -129,7 +129,7 @@ func (m *tokenManager) makeState(tok Tokens, fresh bool) *state {
 	if w := m.window(exp.Sub(iat)); w >= 0 {
 		s.refreshAt = exp.Add(-w)
 	}
-	if fresh && !now.Before(s.refreshAt) {
+	if fresh && !s.refreshAt.IsZero() && !now.Before(s.refreshAt) {
 		s.expiry, s.refreshAt = time.Time{}, time.Time{}
 	}
 	return s
