@@ -39,13 +39,11 @@
 //
 // The version counts the changes: every save and every clear writes the
 // stored version plus one (a missing key has version 0). A Lua script reads
-// the stored version and writes the new value in one step, so concurrent
-// saves from any number of replicas each get a version of their own, and the
-// conditional changes of autorefresh.VersionedStore, SaveVersion and
-// ClearVersion, compare and write atomically whether or not the caller
-// still holds the lock. The version of a value is its "version" member
-// written as a decimal integer from 0 to 2^53-1 (the scripts' numbers are
-// doubles). A record written by an older release has none, and counts and
+// the stored value and writes the new one in one step, so concurrent saves
+// from any number of replicas each get a version of their own, and each
+// write leaves a value that differs from the one it replaced (see Fencing).
+// The version of a value is its "version" member written as a decimal
+// integer from 0 to 2^53-1 (the scripts' numbers are doubles). A record written by an older release has none, and counts and
 // loads as version 0. Anything else counts as version 0 too, and Load
 // reports such a value, like any value that is not a record or a tombstone,
 // with an error wrapping autorefresh.ErrCorruptRecord.
@@ -88,13 +86,56 @@
 // within a bounded time: each of its commands times out within the lease,
 // and within 5 seconds.
 //
-// Save and SaveVersion are the exception: they do not end with their
-// context, but give the write the time set by WithSaveTimeout (10 seconds by
-// default), or until the context's deadline if that is later. The pair they
-// save may be the only copy of a refresh token that the server just rotated:
+// Save is the exception: it does not end with its context, but gives the
+// write the time set by WithSaveTimeout (10 seconds by default), or until the
+// context's deadline if that is later. The pair it saves may be the only copy
+// of a refresh token that the server just rotated:
 // if a write held back near the end of a refresh (a failover, CLIENT PAUSE
 // WRITE) were given up at the refresh's deadline, Redis would keep the spent
 // pair and the next replica would use it.
+//
+// # Fencing
+//
+// A holder whose lease ran out while it stalled (a GC or VM pause, a
+// partition from Redis) is not told: it goes on as if it held the lock. So
+// the writes made under the lock are fenced. From a successful Lock until its
+// unlock, a Store value remembers the value the key held when it first read
+// it under the lock (Load), and then the value of each of its own writes.
+// Save and Clear are then conditional: one script compares the stored value,
+// byte for byte (by its SHA-1 digest), with the remembered one, and writes
+// only if they are the same. Otherwise it writes nothing, and the error
+// wraps autorefresh.ErrLockLost: only another writer can have changed the
+// key, that is another replica that took the lock after this holder's lease
+// ran out, or someone who wrote without the lock. Every later Save and Clear
+// under the same lock is then refused too, without asking Redis; the next
+// Lock starts afresh. The Transport then uses what the store holds.
+//
+//   - A lease that ran out while nobody else wrote refuses nothing: the key
+//     still holds what the holder read, so its write overwrites nothing newer,
+//     and refusing it would throw away a pair that a refresh just rotated. If
+//     another replica took the lock meanwhile but has not written yet, the
+//     late write goes through, and it is that replica's write that is
+//     refused; it then uses the pair that was saved.
+//   - A missing key holds nothing to protect (its pair was lost, see above):
+//     a write over it goes through.
+//   - Only the first Load under the lock counts. A later Load that finds
+//     another writer's value does not make that value the holder's, so a late
+//     holder cannot read its way past the fence.
+//   - A write whose outcome is unknown (its reply was lost, or the client
+//     gave up waiting) leaves the holder accepting both the value before it
+//     and the value it would have made, so that saving again is not taken
+//     for a lost lock.
+//   - A Save or Clear under the lock before any Load is unconditional (and
+//     fences the writes after it), and so are all the writes of a Store value
+//     that does not hold the lock: an application that saves a pair by
+//     itself is not fenced.
+//
+// A Store value is one holder: it cannot tell its goroutines apart, so while
+// it holds the lock, the Save and Clear of all of them are fenced together.
+// Give each replica its own Store value; two Store values on the same key
+// are two holders even in one process. Comparing the whole value and not
+// only its version also catches a key that was lost and written again up to
+// the same version.
 //
 // # What the lock guarantees, and what it does not
 //
@@ -120,15 +161,14 @@
 // for each shard. This package does not implement Redlock across several
 // independent primaries.
 //
-// The lock carries no fencing token: the refresh endpoint cannot reject a
-// late holder. It is an efficiency lock that keeps replicas from spending
-// the single-use refresh token twice in the normal case, not a correctness
-// guarantee under every failure. The versions of the stored values fence
-// the store itself: a late holder's SaveVersion or ClearVersion fails with
-// autorefresh.ErrVersionConflict instead of overwriting or clearing the
-// pair that another replica saved meanwhile. When it fails, the cost is what it would
-// have been without it: a refresh-token reuse, and with some providers the
-// end of the session (autorefresh.ErrSessionExpired), after which the
+// The lock carries no fencing token for the refresh endpoint: the server
+// cannot reject a late holder's refresh. It is an efficiency lock that keeps
+// replicas from spending the single-use refresh token twice in the normal
+// case, not a correctness guarantee under every failure. The store itself is
+// fenced (see Fencing): a late holder cannot overwrite or clear the pair that
+// another replica saved meanwhile. When the lock fails, the cost is what it
+// would have been without it: a refresh-token reuse, and with some providers
+// the end of the session (autorefresh.ErrSessionExpired), after which the
 // application logs in again.
 //
 // Token values are never put in errors, and a Store prints as its keys in

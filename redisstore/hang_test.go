@@ -16,11 +16,13 @@ import (
 
 // hangProxy is a loopback TCP server in front of a Redis. While it hangs
 // it accepts connections and reads commands but never answers; otherwise it
-// forwards them.
+// forwards them. While it is muted, it forwards commands but drops Redis's
+// replies: a command is done but its caller never learns it.
 type hangProxy struct {
 	ln       net.Listener
 	upstream string
 	hung     atomic.Bool
+	muted    atomic.Bool
 	wg       sync.WaitGroup
 
 	mu     sync.Mutex // guards conns and closed
@@ -49,13 +51,18 @@ func (p *hangProxy) Addr() string { return p.ln.Addr().String() }
 // hang makes the proxy stop answering, on its connections and on new ones.
 func (p *hangProxy) hang() { p.hung.Store(true) }
 
-// resume closes the connections that hang, so that their pending commands
-// fail, and forwards new connections again.
+// mute makes the proxy drop Redis's replies, on its connections and on new
+// ones, while it goes on forwarding commands.
+func (p *hangProxy) mute() { p.muted.Store(true) }
+
+// resume closes the connections that hang or are muted, so that their
+// pending commands fail, and forwards new connections again, both ways.
 func (p *hangProxy) resume() {
 	p.mu.Lock()
 	conns := p.conns
 	p.conns = nil
 	p.hung.Store(false)
+	p.muted.Store(false)
 	p.mu.Unlock()
 	for _, c := range conns {
 		c.Close()
@@ -91,21 +98,22 @@ func (p *hangProxy) serve() {
 				continue
 			}
 		}
-		p.wg.Go(func() { p.forward(up, c) })
+		p.wg.Go(func() { p.forward(up, c, false) })
 		if up != nil {
-			p.wg.Go(func() { p.forward(c, up) })
+			p.wg.Go(func() { p.forward(c, up, true) })
 		}
 	}
 }
 
 // forward copies src to dst until src fails, dropping everything while p
-// hangs. A nil dst drops everything.
-func (p *hangProxy) forward(dst, src net.Conn) {
+// hangs, and the replies of Redis (from upstream) while p is muted. A nil
+// dst drops everything.
+func (p *hangProxy) forward(dst, src net.Conn, fromUpstream bool) {
 	defer src.Close()
 	buf := make([]byte, 4096)
 	for {
 		n, err := src.Read(buf)
-		if n > 0 && dst != nil && !p.hung.Load() {
+		if n > 0 && dst != nil && !p.hung.Load() && !(fromUpstream && p.muted.Load()) {
 			if _, err := dst.Write(buf[:n]); err != nil {
 				return
 			}

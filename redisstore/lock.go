@@ -46,6 +46,11 @@ const maxReleaseWait = 5 * time.Second
 // not reported: a lock that could not be deleted ends when its lease runs
 // out.
 //
+// From Lock to unlock, the Save and Clear of this Store value are fenced:
+// once it read or wrote the key, they write only if no other writer changed
+// it since, and otherwise return an error wrapping autorefresh.ErrLockLost.
+// See "Fencing" in the package doc.
+//
 // unlock waits for the release until Redis confirms it or ctx is done,
 // whichever comes first; in the latter case the release goes on in the
 // background, and gives up after the lease or 5 seconds, whichever is
@@ -68,7 +73,9 @@ func (s *Store) Lock(ctx context.Context) (unlock func(), err error) {
 	if err := s.acquire(ctx, owner); err != nil {
 		return nil, err
 	}
-	return s.hold(ctx, owner), nil
+	f := new(fence)
+	s.register(f)
+	return s.hold(ctx, owner, f), nil
 }
 
 // acquire sets the lock key to owner, polling with jittered exponential
@@ -110,8 +117,8 @@ func jitter(d time.Duration) time.Duration {
 }
 
 // hold starts the renewal of owner's lease and returns the function that
-// stops it and releases the lock.
-func (s *Store) hold(ctx context.Context, owner string) (unlock func()) {
+// drops the fence f, stops the renewal and releases the lock.
+func (s *Store) hold(ctx context.Context, owner string, f *fence) (unlock func()) {
 	// The lock outlives the call to Lock: renewal and release must not
 	// end with ctx, but they keep its values (tracing, for example).
 	base := context.WithoutCancel(ctx)
@@ -124,6 +131,7 @@ func (s *Store) hold(ctx context.Context, owner string) (unlock func()) {
 	var once sync.Once
 	return func() {
 		once.Do(func() {
+			s.unregister(f)
 			stop()
 			released := make(chan struct{})
 			go func() {

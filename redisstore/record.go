@@ -47,7 +47,7 @@ var errCleared = fmt.Errorf("%w: cleared by a logout", autorefresh.ErrNoTokens)
 // decodeRecord parses a stored value and returns its tokens, its version,
 // and whether it is a tombstone. Its errors wrap autorefresh.ErrCorruptRecord
 // and never quote the value, which would leak tokens. With an error, the
-// version is still the one that the scripts compare with.
+// version is still the one that the scripts count from.
 func decodeRecord(b []byte) (t autorefresh.Tokens, version uint64, cleared bool, err error) {
 	if trimmed := bytes.TrimSpace(b); len(trimmed) == 0 || trimmed[0] != '{' {
 		return t, 0, false, fmt.Errorf("%w: not a JSON object", autorefresh.ErrCorruptRecord)
@@ -89,11 +89,21 @@ func parseVersion(raw json.RawMessage) (uint64, bool) {
 	return v, err == nil && v <= maxVersion
 }
 
+// tombstone returns the tombstone at version, as the clear script writes
+// it.
+func tombstone(version uint64) []byte {
+	return []byte(`{"version":` + strconv.FormatUint(version, 10) + `,"cleared":true}`)
+}
+
 // luaStored is the Lua twin of decodeRecord's version rule: stored(raw)
 // returns the version of the value raw (false for a missing key) and
 // whether it is a tombstone. cjson accepts numbers that JSON does not
 // (0x10, 007, 1.0, 1e0), so the version must also appear in raw as the
 // plain decimal that encoding/json accepts.
+//
+// allowed(raw, i) is the fence (see fence.go): ARGV[i] is "0" for an
+// unconditional write, or "1" followed by the digests of the values that
+// the writer knows; a missing key is always allowed.
 const luaStored = `
 local MAX = 9007199254740991
 local function stored(raw)
@@ -107,6 +117,14 @@ local function stored(raw)
 	end
 	return v, rec.cleared == true
 end
+local function allowed(raw, i)
+	if ARGV[i] ~= "1" or not raw then return true end
+	local d = redis.sha1hex(raw)
+	for j = i + 1, #ARGV do
+		if ARGV[j] == d then return true end
+	end
+	return false
+end
 local function set(key, value, ttl)
 	if tonumber(ttl) > 0 then
 		return redis.call("SET", key, value, "PX", ttl)
@@ -115,46 +133,33 @@ local function set(key, value, ttl)
 end
 `
 
-// anyVersion is the prev argument of the scripts for an unconditional
-// change.
-const anyVersion = ""
-
-// saveScript stores a record at the stored version plus one, if the stored
-// version is ARGV[3] (or whatever it is when ARGV[3] is anyVersion).
-// KEYS[1] is the key, ARGV[1] the recordPrefix, ARGV[2] the TTL in
-// milliseconds (0: none). It returns {1, new version} or {0, stored version}.
+// saveScript stores a record at the stored version plus one, if the fence
+// from ARGV[3] on allows it. KEYS[1] is the key, ARGV[1] the recordPrefix,
+// ARGV[2] the TTL in milliseconds (0: none). It returns {1, new version,
+// digest of the record} or {0, stored version}.
 var saveScript = redis.NewScript(luaStored + `
-local cur = stored(redis.call("GET", KEYS[1]))
-if ARGV[3] ~= "" and cur ~= tonumber(ARGV[3]) then return {0, cur} end
+local raw = redis.call("GET", KEYS[1])
+local cur = stored(raw)
+if not allowed(raw, 3) then return {0, cur} end
 if cur >= MAX then return redis.error_reply("autorefresh: record version is at its maximum") end
 local v = cur + 1
-set(KEYS[1], ARGV[1] .. string.format("%d", v) .. "}", ARGV[2])
-return {1, v}
+local value = ARGV[1] .. string.format("%d", v) .. "}"
+set(KEYS[1], value, ARGV[2])
+return {1, v, redis.sha1hex(value)}
 `)
 
 // clearScript replaces the record by a tombstone at the stored version plus
-// one, if the stored version is ARGV[2] (or whatever it is when ARGV[2] is
-// anyVersion). A tombstone is left as it is. KEYS[1] is the key, ARGV[1] the
-// TTL in milliseconds (0: none). It returns {1, version of the tombstone}
-// or {0, stored version}.
+// one, if the fence from ARGV[2] on allows it. A tombstone is left as it
+// is. KEYS[1] is the key, ARGV[1] the TTL in milliseconds (0: none). It
+// returns {1, version of the tombstone, its digest} or {0, stored version}.
 var clearScript = redis.NewScript(luaStored + `
-local cur, cleared = stored(redis.call("GET", KEYS[1]))
-if ARGV[2] ~= "" and cur ~= tonumber(ARGV[2]) then return {0, cur} end
-if cleared then return {1, cur} end
+local raw = redis.call("GET", KEYS[1])
+local cur, cleared = stored(raw)
+if not allowed(raw, 2) then return {0, cur} end
+if cleared then return {1, cur, redis.sha1hex(raw)} end
 if cur >= MAX then return redis.error_reply("autorefresh: record version is at its maximum") end
 local v = cur + 1
-set(KEYS[1], '{"version":' .. string.format("%d", v) .. ',"cleared":true}', ARGV[1])
-return {1, v}
+local value = '{"version":' .. string.format("%d", v) .. ',"cleared":true}'
+set(KEYS[1], value, ARGV[1])
+return {1, v, redis.sha1hex(value)}
 `)
-
-// scriptResult turns the reply {ok, version} of a script into the version
-// it wrote, or an error wrapping autorefresh.ErrVersionConflict.
-func scriptResult(reply []int64, prev string) (uint64, error) {
-	if len(reply) != 2 || reply[1] < 0 {
-		return 0, fmt.Errorf("autorefresh: redisstore: unexpected script reply %v", reply)
-	}
-	if reply[0] != 1 {
-		return 0, fmt.Errorf("%w: version %d stored, %s expected", autorefresh.ErrVersionConflict, reply[1], prev)
-	}
-	return uint64(reply[1]), nil
-}

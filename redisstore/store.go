@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/autorefresh/autorefresh"
@@ -15,8 +17,8 @@ import (
 )
 
 var (
-	_ autorefresh.VersionedStore = (*Store)(nil)
-	_ autorefresh.Locker         = (*Store)(nil)
+	_ autorefresh.TokenStore = (*Store)(nil)
+	_ autorefresh.Locker     = (*Store)(nil)
 )
 
 // Defaults used by New when no Option overrides them.
@@ -27,21 +29,23 @@ const (
 	DefaultMinRetry = 5 * time.Millisecond
 	// DefaultMaxRetry is the longest wait of Lock between two attempts.
 	DefaultMaxRetry = 50 * time.Millisecond
-	// DefaultSaveTimeout is the least time that Save and SaveVersion
-	// give a write, whatever their context.
+	// DefaultSaveTimeout is the least time that Save gives a write,
+	// whatever its context.
 	DefaultSaveTimeout = 10 * time.Second
 )
 
-// Store is an autorefresh.VersionedStore that keeps one token pair in Redis,
+// Store is an autorefresh.TokenStore that keeps one token pair in Redis,
 // and an autorefresh.Locker whose lock is held in Redis, so that several
 // processes or machines can share one session. See the package doc for the
-// stored values and for the lock's guarantees and limits.
+// stored values, for the fencing of the writes made under the lock, and for
+// the lock's guarantees and limits.
 //
 // A Store is safe for concurrent use. Its zero value is not usable (its
 // methods return an error): create one with New. Several Store values (in
 // one process or many) that name the same key share the same tokens and the
-// same lock. A Store prints as its keys in every fmt verb and in slog, never
-// with its client, whose options may hold a Redis password.
+// same lock; each Store value is one holder of the lock, whichever of its
+// goroutines called Lock. A Store prints as its keys in every fmt verb and in
+// slog, never with its client, whose options may hold a Redis password.
 type Store struct {
 	client      redis.UniversalClient
 	key         string
@@ -51,6 +55,9 @@ type Store struct {
 	minRetry    time.Duration
 	maxRetry    time.Duration
 	saveTimeout time.Duration
+
+	mu   sync.Mutex // guards held
+	held *fence     // the fence of the lock this Store value holds, or nil
 }
 
 // An Option configures a Store created by New.
@@ -109,10 +116,9 @@ func WithRetryInterval(minInterval, maxInterval time.Duration) Option {
 	}
 }
 
-// WithSaveTimeout sets the least time that Save and SaveVersion give a
-// write to Redis, whatever the deadline or cancellation of their context:
-// the pair they save may be the only copy of a freshly rotated refresh
-// token. A context whose deadline is later gives them until then.
+// WithSaveTimeout sets the least time that Save gives a write to Redis,
+// whatever the deadline or cancellation of its context: the pair it saves
+// may be the only copy of a freshly rotated refresh token. A context whose deadline is later gives them until then.
 // Non-positive values are ignored. The default is DefaultSaveTimeout.
 func WithSaveTimeout(d time.Duration) Option {
 	return func(s *Store) {
@@ -165,35 +171,36 @@ func (s *Store) check() error {
 // tombstone, or a record holding neither an access nor a refresh token (a
 // pair with only one of them is valid), is an error wrapping
 // autorefresh.ErrCorruptRecord.
+//
+// The first Load after Lock (whatever it found, a corrupt value included)
+// is what the Save and Clear made under the lock compare with; see
+// "Fencing" in the package doc.
 func (s *Store) Load(ctx context.Context) (autorefresh.Tokens, error) {
-	t, _, err := s.LoadVersion(ctx)
-	return t, err
-}
-
-// LoadVersion implements autorefresh.VersionedStore: it is Load that also
-// returns the version of the stored value. A missing key has version 0, a
-// tombstone the version it was written with, and a record of an older
-// release, without a version, 0. With an error for a corrupt value it
-// returns the version that SaveVersion and ClearVersion compare with.
-func (s *Store) LoadVersion(ctx context.Context) (autorefresh.Tokens, uint64, error) {
 	if err := s.check(); err != nil {
-		return autorefresh.Tokens{}, 0, err
+		return autorefresh.Tokens{}, err
 	}
+	// Taken before the read: only a read made while the lock is held
+	// tells the fence what the key holds under it.
+	f := s.heldFence()
 	b, err := s.client.Get(ctx, s.key).Bytes()
 	if errors.Is(err, redis.Nil) {
-		return autorefresh.Tokens{}, 0, s.wrap("load", autorefresh.ErrTokensLost)
+		f.observe(missingDigest, 0)
+		return autorefresh.Tokens{}, s.wrap("load", autorefresh.ErrTokensLost)
 	}
 	if err != nil {
-		return autorefresh.Tokens{}, 0, s.wrap("load", err)
+		return autorefresh.Tokens{}, s.wrap("load", err)
 	}
 	t, v, cleared, err := decodeRecord(b)
+	if f != nil {
+		f.observe(digest(b), v)
+	}
 	switch {
 	case err != nil:
-		return autorefresh.Tokens{}, v, s.wrap("load", err)
+		return autorefresh.Tokens{}, s.wrap("load", err)
 	case cleared:
-		return autorefresh.Tokens{}, v, s.wrap("load", errCleared)
+		return autorefresh.Tokens{}, s.wrap("load", errCleared)
 	}
-	return t, v, nil
+	return t, nil
 }
 
 // Save stores t under the store's key, replacing what was there, at the
@@ -203,42 +210,30 @@ func (s *Store) LoadVersion(ctx context.Context) (autorefresh.Tokens, uint64, er
 // own. Tokens with neither an access nor a refresh token make a value that
 // Load reports as corrupt; use Clear to empty the store.
 //
+// While this Store value holds its lock and has read or written the key
+// under it, Save is fenced: it writes only if the key still holds what this holder last
+// read or wrote (or nothing), and otherwise writes nothing and returns an
+// error wrapping autorefresh.ErrLockLost. See "Fencing" in the package doc.
+//
 // Save does not end with ctx: it gives the write the time set by
 // WithSaveTimeout, or until ctx's deadline if that is later.
 func (s *Store) Save(ctx context.Context, t autorefresh.Tokens) error {
-	_, err := s.save(ctx, t, anyVersion)
-	return err
-}
-
-// SaveVersion implements autorefresh.VersionedStore: in one script, it saves
-// t as Save does if the stored version is still prev, and returns the new
-// version, prev+1. Otherwise it writes nothing and returns an error wrapping
-// autorefresh.ErrVersionConflict. It is atomic whether or not the caller
-// holds the lock, so a replica whose lease ran out cannot overwrite a newer
-// pair. Its context is treated as Save's.
-func (s *Store) SaveVersion(ctx context.Context, t autorefresh.Tokens, prev uint64) (uint64, error) {
-	return s.save(ctx, t, strconv.FormatUint(prev, 10))
-}
-
-func (s *Store) save(ctx context.Context, t autorefresh.Tokens, prev string) (uint64, error) {
 	if err := s.check(); err != nil {
-		return 0, err
+		return err
 	}
-	rec, err := recordPrefix(t)
+	prefix, err := recordPrefix(t)
 	if err != nil {
-		return 0, s.wrap("save", err)
+		return s.wrap("save", err)
 	}
 	ctx, cancel := s.saveContext(ctx)
 	defer cancel()
-	reply, err := saveScript.Run(ctx, s.client, []string{s.key}, rec, s.ttlMillis(), prev).Int64Slice()
-	if err != nil {
-		return 0, s.wrap("save", err)
+	record := func(v uint64) []byte { // what the script writes at version v
+		return append(strconv.AppendUint(slices.Clip(prefix), v, 10), '}')
 	}
-	v, err := scriptResult(reply, prev)
-	if err != nil {
-		return 0, s.wrap("save", err)
+	if err := s.change(ctx, saveScript, []any{prefix, s.ttlMillis()}, record); err != nil {
+		return s.wrap("save", err)
 	}
-	return v, nil
+	return nil
 }
 
 // saveContext returns the context of a save: ctx's values without its
@@ -257,29 +252,15 @@ func (s *Store) saveContext(ctx context.Context) (context.Context, context.Cance
 // TTL set by WithTTL if any. A tombstone is left as it is. Clearing an
 // empty store is not an error. See the package doc for why the key is not
 // deleted.
+//
+// While this Store value holds its lock and has read or written the key
+// under it, Clear is fenced as Save is: it changes nothing when another writer
+// changed the key, and returns an error wrapping autorefresh.ErrLockLost.
 func (s *Store) Clear(ctx context.Context) error {
-	return s.clear(ctx, anyVersion)
-}
-
-// ClearVersion implements autorefresh.VersionedStore: in one script, it
-// clears the store as Clear does if the stored version is still prev.
-// Otherwise it changes nothing and returns an error wrapping
-// autorefresh.ErrVersionConflict. It is atomic whether or not the caller
-// holds the lock, so a replica whose lease ran out cannot clear a pair that
-// another replica refreshed meanwhile.
-func (s *Store) ClearVersion(ctx context.Context, prev uint64) error {
-	return s.clear(ctx, strconv.FormatUint(prev, 10))
-}
-
-func (s *Store) clear(ctx context.Context, prev string) error {
 	if err := s.check(); err != nil {
 		return err
 	}
-	reply, err := clearScript.Run(ctx, s.client, []string{s.key}, s.ttlMillis(), prev).Int64Slice()
-	if err == nil {
-		_, err = scriptResult(reply, prev)
-	}
-	if err != nil {
+	if err := s.change(ctx, clearScript, []any{s.ttlMillis()}, tombstone); err != nil {
 		return s.wrap("clear", err)
 	}
 	return nil

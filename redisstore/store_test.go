@@ -63,12 +63,12 @@ func TestSharedBetweenClients(t *testing.T) {
 // tokens, which are also no tokens.
 func TestLoadEmpty(t *testing.T) {
 	_, s := setup(t)
-	got, v, err := s.LoadVersion(context.Background())
+	got, err := s.Load(context.Background())
 	if !errors.Is(err, autorefresh.ErrTokensLost) || !errors.Is(err, autorefresh.ErrNoTokens) {
-		t.Fatalf("LoadVersion of a missing key: err = %v; want ErrTokensLost and ErrNoTokens", err)
+		t.Fatalf("Load of a missing key: err = %v; want ErrTokensLost and ErrNoTokens", err)
 	}
-	if !got.IsZero() || v != 0 {
-		t.Errorf("LoadVersion of a missing key = %v, version %d; want zero Tokens, version 0", got, v)
+	if !got.IsZero() {
+		t.Errorf("Load of a missing key = %v; want zero Tokens", got)
 	}
 }
 
@@ -94,9 +94,9 @@ func TestClear(t *testing.T) {
 		if got := c.Get(ctx, s.Key()).Val(); got != `{"version":3,"cleared":true}` {
 			t.Errorf("value after Clear #%d = %s; want the tombstone at version 3", i+1, got)
 		}
-		_, v, err := s.LoadVersion(ctx)
-		if !errors.Is(err, autorefresh.ErrNoTokens) || errors.Is(err, autorefresh.ErrTokensLost) || v != 3 {
-			t.Errorf("LoadVersion after Clear #%d = version %d, %v; want 3, ErrNoTokens and not ErrTokensLost", i+1, v, err)
+		_, err := s.Load(ctx)
+		if !errors.Is(err, autorefresh.ErrNoTokens) || errors.Is(err, autorefresh.ErrTokensLost) {
+			t.Errorf("Load after Clear #%d: %v; want ErrNoTokens and not ErrTokensLost", i+1, err)
 		}
 	}
 }
@@ -209,10 +209,8 @@ func TestErrorsWrapRedisAndHideTokens(t *testing.T) {
 	ctx := context.Background()
 	pair := autorefresh.Tokens{AccessToken: secretAccess, RefreshToken: secretRefresh}
 
-	errs := map[string]error{"Save": s.Save(ctx, pair), "Clear": s.Clear(ctx), "ClearVersion": s.ClearVersion(ctx, 1)}
+	errs := map[string]error{"Save": s.Save(ctx, pair), "Clear": s.Clear(ctx)}
 	_, errs["Load"] = s.Load(ctx)
-	_, _, errs["LoadVersion"] = s.LoadVersion(ctx)
-	_, errs["SaveVersion"] = s.SaveVersion(ctx, pair, 1)
 	_, errs["Lock"] = s.Lock(ctx)
 	for op, err := range errs {
 		if !errors.Is(err, redis.ErrClosed) {
@@ -290,13 +288,10 @@ func TestStoreWithoutClient(t *testing.T) {
 	ctx := context.Background()
 	for name, s := range map[string]*redisstore.Store{"zero": {}, "New(nil)": redisstore.New(nil, "k"), "nil": nil} {
 		errs := map[string]error{
-			"Save":         s.Save(ctx, autorefresh.Tokens{AccessToken: "a"}),
-			"Clear":        s.Clear(ctx),
-			"ClearVersion": s.ClearVersion(ctx, 0),
+			"Save":  s.Save(ctx, autorefresh.Tokens{AccessToken: "a"}),
+			"Clear": s.Clear(ctx),
 		}
 		_, errs["Load"] = s.Load(ctx)
-		_, _, errs["LoadVersion"] = s.LoadVersion(ctx)
-		_, errs["SaveVersion"] = s.SaveVersion(ctx, autorefresh.Tokens{AccessToken: "a"}, 0)
 		_, errs["Lock"] = s.Lock(ctx)
 		for op, err := range errs {
 			if err == nil || !strings.HasPrefix(err.Error(), "autorefresh: redisstore: ") {

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -14,104 +13,70 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-var _ autorefresh.VersionedStore = (*redisstore.Store)(nil)
-
-// loadState describes what LoadVersion reports: the access token, or for an
-// empty store "tombstone" or "lost", and the version.
-func loadState(t *testing.T, s *redisstore.Store) string {
+// loadState describes what the key of s holds: the access token that Load
+// returns, or "tombstone" or "lost" for an empty store, or "corrupt",
+// followed by "@" and the version of the stored value (0 for a missing
+// key). It loads through a Store value of its own, which never holds the
+// lock, so that it changes no fence of s.
+func loadState(t *testing.T, c *redis.Client, s *redisstore.Store) string {
 	t.Helper()
-	got, v, err := s.LoadVersion(context.Background())
+	ctx := context.Background()
+	raw, err := c.Get(ctx, s.Key()).Bytes()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		t.Fatalf("GET %s: %v", s.Key(), err)
+	}
+	v := redisstore.RecordVersion(raw)
+	got, err := redisstore.New(c, s.Key()).Load(ctx)
 	switch {
 	case errors.Is(err, autorefresh.ErrTokensLost):
 		return fmt.Sprint("lost@", v)
 	case errors.Is(err, autorefresh.ErrNoTokens):
 		return fmt.Sprint("tombstone@", v)
+	case errors.Is(err, autorefresh.ErrCorruptRecord):
+		return fmt.Sprint("corrupt@", v)
 	case err != nil:
-		t.Fatalf("LoadVersion: %v", err)
+		t.Fatalf("Load: %v", err)
 	}
 	return fmt.Sprint(got.AccessToken, "@", v)
 }
 
-// conflict runs a conditional change that must fail with
-// autorefresh.ErrVersionConflict, and checks that it changed neither the
-// value nor its TTL.
-func conflict(t *testing.T, c *redis.Client, s *redisstore.Store, name string, change func() error) {
-	t.Helper()
-	ctx := context.Background()
-	before, ttl := c.Get(ctx, s.Key()).Val(), c.PTTL(ctx, s.Key()).Val()
-	if err := change(); !errors.Is(err, autorefresh.ErrVersionConflict) {
-		t.Fatalf("%s: error = %v; want ErrVersionConflict", name, err)
-	}
-	after, ttlAfter := c.Get(ctx, s.Key()).Val(), c.PTTL(ctx, s.Key()).Val()
-	if after != before || (ttl < 0) != (ttlAfter < 0) || ttlAfter > ttl {
-		t.Fatalf("%s changed the value or its TTL: %s (TTL %v) became %s (TTL %v)", name, before, ttl, after, ttlAfter)
-	}
+// pair returns a token pair whose access token is a.
+func pair(a string) autorefresh.Tokens {
+	return autorefresh.Tokens{AccessToken: a, RefreshToken: "r-" + a}
 }
 
-// TestVersions walks a Store through saves, conditional saves and clears,
-// and checks the version of each state and that conditional changes with a
-// stale version change nothing.
+// TestVersions walks a Store through saves and clears, and checks the
+// version of each state: every change writes the stored version plus one,
+// a clear of a tombstone leaves it, and a vanished key counts from 0 again.
 func TestVersions(t *testing.T) {
 	c, s := setup(t, redisstore.WithTTL(time.Hour))
 	ctx := context.Background()
-	pair := func(a string) autorefresh.Tokens { return autorefresh.Tokens{AccessToken: a, RefreshToken: "r"} }
-	saveVersion := func(a string, prev uint64) func() error {
-		return func() error {
-			v, err := s.SaveVersion(ctx, pair(a), prev)
-			if err == nil && v != prev+1 {
-				err = fmt.Errorf("SaveVersion(%d) = %d; want %d", prev, v, prev+1)
-			}
-			return err
-		}
-	}
-	clearVersion := func(prev uint64) func() error { return func() error { return s.ClearVersion(ctx, prev) } }
 	save := func(a string) func() error { return func() error { return s.Save(ctx, pair(a)) } }
 	clear := func() error { return s.Clear(ctx) }
+	vanish := func() error { return c.Del(ctx, s.Key()).Err() }
 
 	for _, step := range []struct {
-		name     string
-		change   func() error
-		conflict bool
-		want     string // loadState afterwards
+		name   string
+		change func() error
+		want   string // loadState afterwards
 	}{
-		{"SaveVersion(1) of a missing key", saveVersion("x", 1), true, "lost@0"},
-		{"ClearVersion(1) of a missing key", clearVersion(1), true, "lost@0"},
-		{"SaveVersion(0) of a missing key", saveVersion("a1", 0), false, "a1@1"},
-		{"Save", save("a2"), false, "a2@2"},
-		{"SaveVersion(1) at 2", saveVersion("x", 1), true, "a2@2"},
-		{"SaveVersion(3) at 2", saveVersion("x", 3), true, "a2@2"},
-		{"ClearVersion(1) at 2", clearVersion(1), true, "a2@2"},
-		{"SaveVersion(2) at 2", saveVersion("a3", 2), false, "a3@3"},
-		{"ClearVersion(3) at 3", clearVersion(3), false, "tombstone@4"},
-		{"ClearVersion(3) of the tombstone", clearVersion(3), true, "tombstone@4"},
-		{"SaveVersion(3) over the tombstone", saveVersion("x", 3), true, "tombstone@4"},
-		{"ClearVersion(4) of the tombstone", clearVersion(4), false, "tombstone@4"},
-		{"Clear of the tombstone", clear, false, "tombstone@4"},
-		{"SaveVersion(4) over the tombstone", saveVersion("a5", 4), false, "a5@5"},
-		{"Clear", clear, false, "tombstone@6"},
-		{"Save over the tombstone", save("a7"), false, "a7@7"},
+		{"nothing", func() error { return nil }, "lost@0"},
+		{"Save of a missing key", save("a1"), "a1@1"},
+		{"Save", save("a2"), "a2@2"},
+		{"Save of the same pair", save("a2"), "a2@3"},
+		{"Clear", clear, "tombstone@4"},
+		{"Clear of the tombstone", clear, "tombstone@4"},
+		{"Save over the tombstone", save("a5"), "a5@5"},
+		{"DEL", vanish, "lost@0"},
+		{"Clear of a missing key", clear, "tombstone@1"},
+		{"Save over it", save("a2"), "a2@2"},
 	} {
-		if step.conflict {
-			conflict(t, c, s, step.name, step.change)
-		} else if err := step.change(); err != nil {
+		if err := step.change(); err != nil {
 			t.Fatalf("%s: %v", step.name, err)
 		}
-		if got := loadState(t, s); got != step.want {
-			t.Fatalf("after %s: LoadVersion = %s; want %s", step.name, got, step.want)
+		if got := loadState(t, c, s); got != step.want {
+			t.Fatalf("after %s: state = %s; want %s", step.name, got, step.want)
 		}
-	}
-
-	// The key vanishes (FLUSHALL, eviction, a restart without
-	// persistence): versions start again from 0.
-	c.Del(ctx, s.Key())
-	if got := loadState(t, s); got != "lost@0" {
-		t.Fatalf("after DEL: LoadVersion = %s; want lost@0", got)
-	}
-	if err := s.ClearVersion(ctx, 0); err != nil {
-		t.Fatalf("ClearVersion(0) of a missing key: %v", err)
-	}
-	if got := loadState(t, s); got != "tombstone@1" {
-		t.Fatalf("after ClearVersion(0) of a missing key: LoadVersion = %s; want tombstone@1", got)
 	}
 }
 
@@ -171,7 +136,7 @@ func TestTombstoneTTL(t *testing.T) {
 	t.Run("WithTTL", func(t *testing.T) {
 		const ttl = time.Hour
 		c, s := setup(t, redisstore.WithTTL(ttl))
-		if err := s.ClearVersion(ctx, 0); err != nil {
+		if err := s.Clear(ctx); err != nil {
 			t.Fatal(err)
 		}
 		if got := c.PTTL(ctx, s.Key()).Val(); got <= 0 || got > ttl {
@@ -204,50 +169,55 @@ func waitFor(t *testing.T, limit time.Duration, what string, cond func() bool) {
 }
 
 // TestUnversionedRecord checks that a record saved by an older release,
-// without a version, loads at version 0 and can be replaced or cleared with
-// prev 0.
+// without a version, loads at version 0, and that a save or a clear, fenced
+// or not, replaces it at version 1.
 func TestUnversionedRecord(t *testing.T) {
 	const old = `{"accessToken":"old-a","refreshToken":"old-r","expiry":"2030-01-02T03:04:05Z"}`
 	ctx := context.Background()
 	for _, tt := range []struct {
 		name   string
+		locked bool
 		change func(*redisstore.Store) error
 		want   string
 	}{
-		{"SaveVersion", func(s *redisstore.Store) error {
-			_, err := s.SaveVersion(ctx, autorefresh.Tokens{AccessToken: "new"}, 0)
-			return err
-		}, "new@1"},
-		{"Save", func(s *redisstore.Store) error { return s.Save(ctx, autorefresh.Tokens{AccessToken: "new"}) }, "new@1"},
-		{"ClearVersion", func(s *redisstore.Store) error { return s.ClearVersion(ctx, 0) }, "tombstone@1"},
+		{"Save", false, func(s *redisstore.Store) error { return s.Save(ctx, pair("new")) }, "new@1"},
+		{"Clear", false, func(s *redisstore.Store) error { return s.Clear(ctx) }, "tombstone@1"},
+		{"fenced Save", true, func(s *redisstore.Store) error { return s.Save(ctx, pair("new")) }, "new@1"},
+		{"fenced Clear", true, func(s *redisstore.Store) error { return s.Clear(ctx) }, "tombstone@1"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			c, s := setup(t)
 			c.Set(ctx, s.Key(), old, 0)
-			got, v, err := s.LoadVersion(ctx)
-			if err != nil || v != 0 || got.AccessToken != "old-a" || got.RefreshToken != "old-r" ||
-				!got.Expiry.Equal(time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)) {
-				t.Fatalf("LoadVersion of an old record = %v, version %d, %v; want its tokens at version 0", got, v, err)
+			if tt.locked {
+				unlock, err := s.Lock(ctx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer unlock()
 			}
-			conflict(t, c, s, "SaveVersion(1)", func() error {
-				_, err := s.SaveVersion(ctx, autorefresh.Tokens{AccessToken: "x"}, 1)
-				return err
-			})
+			got, err := s.Load(ctx)
+			if err != nil || got.AccessToken != "old-a" || got.RefreshToken != "old-r" ||
+				!got.Expiry.Equal(time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)) {
+				t.Fatalf("Load of an old record = %v, %v; want its tokens", got, err)
+			}
+			if got := loadState(t, c, s); got != "old-a@0" {
+				t.Fatalf("state of an old record = %s; want old-a@0", got)
+			}
 			if err := tt.change(s); err != nil {
 				t.Fatal(err)
 			}
-			if got := loadState(t, s); got != tt.want {
-				t.Errorf("LoadVersion after %s = %s; want %s", tt.name, got, tt.want)
+			if got := loadState(t, c, s); got != tt.want {
+				t.Errorf("state after %s = %s; want %s", tt.name, got, tt.want)
 			}
 		})
 	}
 }
 
 // TestVersionRuleOfScripts stores values that are not what Save writes and
-// checks that the scripts read the same version from them as LoadVersion: a
-// conditional save with the version LoadVersion reported succeeds, one with
-// another version conflicts. A replica that holds good tokens can then
-// replace a corrupt value without losing the protection of the version.
+// checks that the scripts read the same version from them as Load does
+// (RecordVersion): a save writes that version plus one. It also checks that
+// a fenced save accepts each value that the holder loaded under the lock:
+// the scripts compare the same bytes as Load read, whatever they are.
 func TestVersionRuleOfScripts(t *testing.T) {
 	ctx := context.Background()
 	tests := []struct {
@@ -282,17 +252,27 @@ func TestVersionRuleOfScripts(t *testing.T) {
 	}
 	c, s := setup(t)
 	for _, tt := range tests {
-		c.Set(ctx, s.Key(), tt.value, 0)
-		_, v, _ := s.LoadVersion(ctx)
-		if v != tt.version {
-			t.Errorf("LoadVersion of %q: version %d; want %d", tt.value, v, tt.version)
-		}
-		if _, err := s.SaveVersion(ctx, autorefresh.Tokens{AccessToken: "x"}, v+1); !errors.Is(err, autorefresh.ErrVersionConflict) {
-			t.Errorf("value %q: SaveVersion(%d): %v; want ErrVersionConflict", tt.value, v+1, err)
+		if v := redisstore.RecordVersion([]byte(tt.value)); v != tt.version {
+			t.Errorf("version of %q as Load reads it = %d; want %d", tt.value, v, tt.version)
 		}
 		c.Set(ctx, s.Key(), tt.value, 0)
-		if nv, err := s.SaveVersion(ctx, autorefresh.Tokens{AccessToken: "x"}, v); err != nil || nv != v+1 {
-			t.Errorf("value %q: SaveVersion(%d) = %d, %v; want %d, nil", tt.value, v, nv, err, v+1)
+		if err := s.Save(ctx, pair("x")); err != nil {
+			t.Fatalf("value %q: Save: %v", tt.value, err)
+		}
+		if got, want := loadState(t, c, s), fmt.Sprint("x@", tt.version+1); got != want {
+			t.Errorf("value %q: state after Save = %s; want %s", tt.value, got, want)
+		}
+
+		c.Set(ctx, s.Key(), tt.value, 0)
+		unlock, err := s.Lock(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.Load(ctx) // arms the fence with the value, whatever Load says of it
+		err = s.Save(ctx, pair("y"))
+		unlock()
+		if err != nil {
+			t.Errorf("value %q: fenced Save after loading it: %v; want it to go through", tt.value, err)
 		}
 	}
 }
@@ -304,87 +284,24 @@ func TestVersionLimit(t *testing.T) {
 	ctx := context.Background()
 	const largest = 1<<53 - 1
 	c.Set(ctx, s.Key(), fmt.Sprintf(`{"accessToken":"a","version":%d}`, largest), 0)
-	if _, v, err := s.LoadVersion(ctx); err != nil || v != largest {
-		t.Fatalf("LoadVersion = version %d, %v; want %d, nil", v, err, uint64(largest))
+	if got, want := loadState(t, c, s), fmt.Sprint("a@", uint64(largest)); got != want {
+		t.Fatalf("state = %s; want %s", got, want)
 	}
-	if err := s.Save(ctx, autorefresh.Tokens{AccessToken: "b"}); err == nil {
+	if err := s.Save(ctx, pair("b")); err == nil {
 		t.Error("Save past the largest version succeeded")
 	}
 	if err := s.Clear(ctx); err == nil {
 		t.Error("Clear past the largest version succeeded")
 	}
-	if got := loadState(t, s); got != fmt.Sprint("a@", largest) {
-		t.Errorf("LoadVersion after the refused changes = %s; want a@%d", got, uint64(largest))
-	}
-}
-
-// TestConcurrentSaveVersion runs, round after round, conditional saves and
-// clears with the same previous version from many goroutines on several
-// clients, without the lock: the scripts let exactly one win each round,
-// and the others change nothing and get ErrVersionConflict.
-func TestConcurrentSaveVersion(t *testing.T) {
-	_, s := setup(t)
-	stores := []*redisstore.Store{s}
-	for range 3 {
-		stores = append(stores, redisstore.New(newClient(t), s.Key()))
-	}
-	for round := range 6 {
-		concurrentRound(t, stores, round%2 == 1)
-	}
-}
-
-// concurrentRound runs one round of TestConcurrentSaveVersion; with clears,
-// every fourth goroutine clears instead of saving.
-func concurrentRound(t *testing.T, stores []*redisstore.Store, clears bool) {
-	t.Helper()
-	const goroutines = 24
-	ctx := context.Background()
-	_, prev, err := stores[0].LoadVersion(ctx)
-	if err != nil && !errors.Is(err, autorefresh.ErrNoTokens) {
-		t.Fatal(err)
-	}
-	var (
-		wg     sync.WaitGroup
-		start  = make(chan struct{})
-		wins   atomic.Int32
-		winner atomic.Int32
-	)
-	for g := range goroutines {
-		wg.Go(func() {
-			s := stores[g%len(stores)]
-			<-start
-			var err error
-			if clears && g%4 == 0 {
-				err = s.ClearVersion(ctx, prev)
-			} else {
-				_, err = s.SaveVersion(ctx, autorefresh.Tokens{AccessToken: fmt.Sprint("g", g)}, prev)
-			}
-			if err == nil {
-				wins.Add(1)
-				winner.Store(int32(g))
-			} else if !errors.Is(err, autorefresh.ErrVersionConflict) {
-				t.Error(err)
-			}
-		})
-	}
-	close(start)
-	wg.Wait()
-	if n := wins.Load(); n != 1 {
-		t.Fatalf("%d conditional changes from version %d succeeded; want 1", n, prev)
-	}
-	want := fmt.Sprint("g", winner.Load(), "@", prev+1)
-	if g := winner.Load(); clears && g%4 == 0 {
-		want = fmt.Sprint("tombstone@", prev+1)
-	}
-	if got := loadState(t, stores[1]); got != want {
-		t.Errorf("LoadVersion = %s; want %s", got, want)
+	if got, want := loadState(t, c, s), fmt.Sprint("a@", uint64(largest)); got != want {
+		t.Errorf("state after the refused changes = %s; want %s", got, want)
 	}
 }
 
 // TestConcurrentSave runs many unconditional saves at once and checks that
 // each got a version of its own: the increment is atomic.
 func TestConcurrentSave(t *testing.T) {
-	_, s := setup(t)
+	c, s := setup(t)
 	other := redisstore.New(newClient(t), s.Key())
 	const saves = 40
 	var wg sync.WaitGroup
@@ -400,43 +317,48 @@ func TestConcurrentSave(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	if got := loadState(t, s); got != fmt.Sprint("a@", saves) {
-		t.Errorf("LoadVersion after %d concurrent saves = %s; want a@%d", saves, got, saves)
+	if got := loadState(t, c, s); got != fmt.Sprint("a@", saves) {
+		t.Errorf("state after %d concurrent saves = %s; want a@%d", saves, got, saves)
 	}
 }
 
-// TestSaveOutlivesContext checks that Save and SaveVersion finish a write
-// that Redis holds back (CLIENT PAUSE WRITE, as during a failover) past the
-// deadline of their context, which a rotated pair needs.
+// TestSaveOutlivesContext checks that Save finishes a write that Redis holds
+// back (CLIENT PAUSE WRITE, as during a failover) past the deadline of its
+// context, which a rotated pair needs, outside the lock and fenced under it.
 func TestSaveOutlivesContext(t *testing.T) {
 	ctrl := newClient(t)
 	c := redis.NewClient(&redis.Options{Addr: redisAddr(t), ContextTimeoutEnabled: true})
 	t.Cleanup(func() { c.Close() })
 	s := redisstore.New(c, uniqueKey(t, ctrl))
 	const pause, deadline = 500 * time.Millisecond, 50 * time.Millisecond
-	for i, save := range []func(context.Context) error{
-		func(ctx context.Context) error { return s.Save(ctx, autorefresh.Tokens{AccessToken: "a1"}) },
-		func(ctx context.Context) error {
-			_, err := s.SaveVersion(ctx, autorefresh.Tokens{AccessToken: "a2"}, 1)
-			return err
-		},
-	} {
-		if err := ctrl.Do(context.Background(), "CLIENT", "PAUSE", pause.Milliseconds(), "WRITE").Err(); err != nil {
+	ctx := context.Background()
+	for i, locked := range []bool{false, true} {
+		if locked {
+			unlock, err := s.Lock(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer unlock()
+			if _, err := s.Load(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := ctrl.Do(ctx, "CLIENT", "PAUSE", pause.Milliseconds(), "WRITE").Err(); err != nil {
 			t.Fatal(err)
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), deadline)
+		short, cancel := context.WithTimeout(ctx, deadline)
 		// The pause holds back a write of the client: a plain SET with
 		// this context fails, so the save below has to outlive it.
-		if err := c.Set(ctx, s.Key()+":probe", "x", 0).Err(); err == nil {
+		if err := c.Set(short, s.Key()+":probe", "x", 0).Err(); err == nil {
 			t.Errorf("SET during CLIENT PAUSE WRITE with a %v deadline succeeded; the test does not pause", deadline)
 		}
-		err := save(ctx)
+		err := s.Save(short, pair(fmt.Sprint("a", i+1)))
 		cancel()
 		if err != nil {
-			t.Fatalf("save %d during CLIENT PAUSE WRITE: %v", i+1, err)
+			t.Fatalf("save %d (locked: %v) during CLIENT PAUSE WRITE: %v", i+1, locked, err)
 		}
 	}
-	if got := loadState(t, s); got != "a2@2" {
-		t.Errorf("LoadVersion = %s; want a2@2", got)
+	if got := loadState(t, ctrl, s); got != "a2@2" {
+		t.Errorf("state = %s; want a2@2", got)
 	}
 }
