@@ -134,6 +134,9 @@ type faultEnv struct {
 	events *events
 	// callerTimeout, if set, bounds each request of the fault phase.
 	callerTimeout time.Duration
+	// apiBefore is the server's count of API calls when the fault phase
+	// starts.
+	apiBefore int64
 }
 
 // drive runs faultWorkers workers for d and returns their outcome.
@@ -181,53 +184,30 @@ func echo(c *http.Client, base, body string, rewindable bool, timeout time.Durat
 	return "ok"
 }
 
+// faultCheck checks the outcome of a fault matrix case's fault phase.
+type faultCheck func(*testing.T, *faultEnv, *outcome)
+
+// faultCase is one row of the fault matrix.
+type faultCase struct {
+	name   string
+	opts   autorefreshtest.Options
+	setup  func(*faultEnv) // before the fault phase
+	inject func(*faultEnv) // starts the fault phase
+	heal   func(*faultEnv) // nil: the fault does not heal, no second phase
+	check  faultCheck
+}
+
 func TestFaultMatrix(t *testing.T) {
 	if testing.Short() {
 		autorefresh.CannotRun(t, "-short: the fault matrix takes about a minute")
 	}
-	onlyTransient := func(classes ...string) func(*testing.T, *faultEnv, *outcome) {
-		return func(t *testing.T, env *faultEnv, o *outcome) {
-			allowed := map[string]bool{}
-			for _, c := range classes {
-				allowed[c] = true
-			}
-			for class, n := range o.failures {
-				if !allowed[class] {
-					t.Errorf("%d requests failed with %q; want only %v", n, class, classes)
-				}
-			}
-			if n := env.store.clears.Load(); n != 0 {
-				t.Errorf("store cleared %d times; want 0 (a transient fault must keep the session)", n)
-			}
-		}
+	for _, tt := range faultCases() {
+		t.Run(tt.name, func(t *testing.T) { runFaultCase(t, tt) })
 	}
-	// faultsHit makes a transient case fail unless its fault was injected
-	// at least once: a case whose fault never fired proves nothing.
-	faultsHit := func(check func(*testing.T, *faultEnv, *outcome)) func(*testing.T, *faultEnv, *outcome) {
-		return func(t *testing.T, env *faultEnv, o *outcome) {
-			check(t, env, o)
-			if n := env.srv.Stats().RefreshFaults; n == 0 {
-				t.Error("the refresh endpoint never answered with the fault")
-			}
-		}
-	}
-	// sessionEnds checks a case whose refresh token is rejected: requests
-	// refused with the old tokens fail with ErrSessionExpired, at least
-	// minExpired of them, and the others go out without tokens.
-	sessionEnds := func(minExpired int) func(*testing.T, *faultEnv, *outcome) {
-		return func(t *testing.T, env *faultEnv, o *outcome) {
-			sessionEnded(t, env, o, minExpired)
-		}
-	}
+}
 
-	tests := []struct {
-		name   string
-		opts   autorefreshtest.Options
-		setup  func(*faultEnv) // before the fault phase
-		inject func(*faultEnv) // starts the fault phase
-		heal   func(*faultEnv) // nil: the fault does not heal, no second phase
-		check  func(*testing.T, *faultEnv, *outcome)
-	}{
+func faultCases() []faultCase {
+	return []faultCase{
 		{
 			name:   "healthy",
 			inject: func(*faultEnv) {},
@@ -308,13 +288,7 @@ func TestFaultMatrix(t *testing.T) {
 			inject: func(env *faultEnv) {
 				// Another client holding the same pair refreshes first.
 				env.srv.SetRefreshLatency(300 * time.Millisecond)
-				tok, _ := env.tr.Tokens(context.Background())
-				req, _ := http.NewRequest("GET", env.srv.URL+"/auth/refreshtoken", nil)
-				req.Header["refreshToken"] = []string{tok.RefreshToken}
-				resp, err := http.DefaultClient.Do(req)
-				if err == nil {
-					resp.Body.Close()
-				}
+				refreshElsewhere(env)
 			},
 			check: func(t *testing.T, env *faultEnv, o *outcome) {
 				// The tokens stay good until the refresh ahead of expiry,
@@ -332,6 +306,7 @@ func TestFaultMatrix(t *testing.T) {
 			inject: func(env *faultEnv) { env.srv.SetAPIReject(true) },
 			heal:   func(env *faultEnv) { env.srv.SetAPIReject(false) },
 			check: func(t *testing.T, env *faultEnv, o *outcome) {
+				eachSentTwiceWithSharedRefreshes(t, env, o)
 				onlyTransient("status 403")(t, env, o)
 			},
 		},
@@ -347,36 +322,7 @@ func TestFaultMatrix(t *testing.T) {
 				if n := env.events.count(func(e autorefresh.RefreshEvent) bool { return e.Err != nil }); n != 0 {
 					t.Errorf("%d refreshes failed; want every shared refresh to complete though its callers left", n)
 				}
-				// Without load, on a Transport of its own: a caller
-				// cancelled while it waits leaves at once, before the
-				// refresh it waited for is done.
-				env.srv.SetRefreshLatency(time.Hour)
-				own := &autorefresh.Transport{
-					Store:          autorefresh.NewMemoryStore(env.srv.IssueTTL("alice", -time.Minute)),
-					Refresher:      &autorefresh.Endpoint{URL: env.srv.URL + "/auth/refreshtoken"},
-					RefreshTimeout: time.Second,
-				}
-				refreshCalls, refreshes := env.srv.Stats().RefreshCalls, env.srv.Stats().Refreshes
-				ctx, cancel := context.WithCancel(context.Background())
-				errc := make(chan error)
-				go func() {
-					req, _ := http.NewRequestWithContext(ctx, "GET", env.srv.URL+"/api/echo", nil)
-					resp, err := autorefresh.NewClient(nil, own).Do(req)
-					if err == nil {
-						resp.Body.Close()
-					}
-					errc <- err
-				}()
-				for env.srv.Stats().RefreshCalls == refreshCalls {
-					time.Sleep(time.Millisecond)
-				}
-				cancel()
-				if err := <-errc; !errors.Is(err, context.Canceled) {
-					t.Errorf("cancelled caller got %v; want context.Canceled", err)
-				}
-				if n := env.srv.Stats().Refreshes; n != refreshes {
-					t.Errorf("refreshes when the caller left = %d; want %d (it left before the refresh was done)", n, refreshes)
-				}
+				cancelledCallerLeavesAtOnce(t, env.srv)
 			},
 		},
 		{
@@ -394,74 +340,181 @@ func TestFaultMatrix(t *testing.T) {
 			},
 		},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			autorefresh.CheckGoroutines(t)
-			opts := tt.opts
-			opts.AccessTTL = faultTTL
-			srv := autorefreshtest.NewServer(opts)
-			t.Cleanup(srv.Close)
-			env := &faultEnv{srv: srv, store: &recordingStore{}, events: &events{}}
-			env.store.MemoryStore.Save(context.Background(), srv.Issue("alice"))
-			base := &http.Transport{MaxIdleConnsPerHost: faultWorkers}
-			t.Cleanup(base.CloseIdleConnections)
-			env.tr = &autorefresh.Transport{
-				Base:      base,
-				Store:     env.store,
-				Refresher: &autorefresh.Endpoint{URL: srv.URL + "/auth/refreshtoken"},
-				OnRefresh: env.events.add,
-			}
-			if tt.setup != nil {
-				tt.setup(env)
-			}
+}
 
-			// Prime the transport, then break things and drive the load.
-			if got := echo(autorefresh.NewClient(nil, env.tr), srv.URL, "prime", true, 5*time.Second); got != "ok" {
-				t.Fatalf("priming request: %s", got)
-			}
-			apiBefore := srv.Stats().APICalls
-			tt.inject(env)
-			timeout := cmpOr(env.callerTimeout, 10*time.Second)
-			during := env.drive(t, faultPhase, timeout)
-			t.Logf("fault on: %v; server %+v; transport %+v", during, srv.Stats(), env.tr.Stats())
-			if during.mixups != 0 {
-				t.Errorf("%d responses belonged to another request", during.mixups)
-			}
-			if tt.name == "API refuses every request even after refresh" {
-				if calls := srv.Stats().APICalls - apiBefore; calls != 2*int64(during.requests) {
-					t.Errorf("API calls = %d for %d requests; want each sent exactly twice", calls, during.requests)
-				}
-				// Each refresh is shared by the requests refused with the
-				// same tokens, so there are far fewer than requests.
-				if n := srv.Stats().RefreshCalls; n > int64(during.requests/20)+2 {
-					t.Errorf("refresh calls = %d for %d requests; want them shared (at most one per 20 requests)", n, during.requests)
-				}
-			}
-			tt.check(t, env, during)
+// runFaultCase runs one case of the fault matrix: it primes a Transport,
+// drives the load with the fault on, checks the outcome and, where the
+// fault heals, drives the load again once healed.
+func runFaultCase(t *testing.T, tt faultCase) {
+	autorefresh.CheckGoroutines(t)
+	env := newFaultEnv(t, tt.opts)
+	if tt.setup != nil {
+		tt.setup(env)
+	}
 
-			if tt.heal != nil {
-				tt.heal(env)
-				// A refresh held back after failures is tried again
-				// within half a second: once one request went through,
-				// none may fail.
-				waitFor(t, "a request to succeed after healing", func() bool {
-					return echo(autorefresh.NewClient(nil, env.tr), srv.URL, "probe", true, 10*time.Second) == "ok"
-				})
-				after := env.drive(t, faultPhase, 10*time.Second)
-				t.Logf("healed: %v", after)
-				if after.failed() != 0 {
-					t.Errorf("after healing: %v; want no failures", after)
-				}
-				// Whatever the fault, the store ends up with the pair in use.
-				mem, _ := env.tr.Tokens(context.Background())
-				if stored, err := env.store.Load(context.Background()); err != nil || stored.AccessToken != mem.AccessToken {
-					t.Errorf("after healing the store holds another pair than the one in use (%v)", err)
-				}
+	// Prime the transport, then break things and drive the load.
+	if got := echo(autorefresh.NewClient(nil, env.tr), env.srv.URL, "prime", true, 5*time.Second); got != "ok" {
+		t.Fatalf("priming request: %s", got)
+	}
+	env.apiBefore = env.srv.Stats().APICalls
+	tt.inject(env)
+	timeout := cmpOr(env.callerTimeout, 10*time.Second)
+	during := env.drive(t, faultPhase, timeout)
+	t.Logf("fault on: %v; server %+v; transport %+v", during, env.srv.Stats(), env.tr.Stats())
+	if during.mixups != 0 {
+		t.Errorf("%d responses belonged to another request", during.mixups)
+	}
+	tt.check(t, env, during)
+
+	if tt.heal != nil {
+		tt.heal(env)
+		healedPhase(t, env)
+	}
+	if n := env.srv.Stats().ReuseRejections; n != 0 && !tt.opts.RevokeOnReuse {
+		t.Errorf("refresh token reuses = %d; want 0", n)
+	}
+}
+
+// newFaultEnv starts a test server with opts (and the matrix's token
+// lifetime) and a Transport on a store holding a fresh pair.
+func newFaultEnv(t *testing.T, opts autorefreshtest.Options) *faultEnv {
+	t.Helper()
+	opts.AccessTTL = faultTTL
+	srv := autorefreshtest.NewServer(opts)
+	t.Cleanup(srv.Close)
+	env := &faultEnv{srv: srv, store: &recordingStore{}, events: &events{}}
+	env.store.MemoryStore.Save(context.Background(), srv.Issue("alice"))
+	base := &http.Transport{MaxIdleConnsPerHost: faultWorkers}
+	t.Cleanup(base.CloseIdleConnections)
+	env.tr = &autorefresh.Transport{
+		Base:      base,
+		Store:     env.store,
+		Refresher: &autorefresh.Endpoint{URL: srv.URL + "/auth/refreshtoken"},
+		OnRefresh: env.events.add,
+	}
+	return env
+}
+
+// healedPhase drives the load once the fault is healed and checks that no
+// request fails and that the store holds the pair in use.
+func healedPhase(t *testing.T, env *faultEnv) {
+	t.Helper()
+	// A refresh held back after failures is tried again
+	// within half a second: once one request went through,
+	// none may fail.
+	waitFor(t, "a request to succeed after healing", func() bool {
+		return echo(autorefresh.NewClient(nil, env.tr), env.srv.URL, "probe", true, 10*time.Second) == "ok"
+	})
+	after := env.drive(t, faultPhase, 10*time.Second)
+	t.Logf("healed: %v", after)
+	if after.failed() != 0 {
+		t.Errorf("after healing: %v; want no failures", after)
+	}
+	// Whatever the fault, the store ends up with the pair in use.
+	mem, _ := env.tr.Tokens(context.Background())
+	if stored, err := env.store.Load(context.Background()); err != nil || stored.AccessToken != mem.AccessToken {
+		t.Errorf("after healing the store holds another pair than the one in use (%v)", err)
+	}
+}
+
+// onlyTransient checks a case whose fault must not end the session:
+// requests fail only with the given classes and the store is never cleared.
+func onlyTransient(classes ...string) faultCheck {
+	return func(t *testing.T, env *faultEnv, o *outcome) {
+		t.Helper()
+		allowed := map[string]bool{}
+		for _, c := range classes {
+			allowed[c] = true
+		}
+		for class, n := range o.failures {
+			if !allowed[class] {
+				t.Errorf("%d requests failed with %q; want only %v", n, class, classes)
 			}
-			if n := srv.Stats().ReuseRejections; n != 0 && tt.opts.RevokeOnReuse == false {
-				t.Errorf("refresh token reuses = %d; want 0", n)
-			}
-		})
+		}
+		if n := env.store.clears.Load(); n != 0 {
+			t.Errorf("store cleared %d times; want 0 (a transient fault must keep the session)", n)
+		}
+	}
+}
+
+// faultsHit makes a transient case fail unless its fault was injected
+// at least once: a case whose fault never fired proves nothing.
+func faultsHit(check faultCheck) faultCheck {
+	return func(t *testing.T, env *faultEnv, o *outcome) {
+		t.Helper()
+		check(t, env, o)
+		if n := env.srv.Stats().RefreshFaults; n == 0 {
+			t.Error("the refresh endpoint never answered with the fault")
+		}
+	}
+}
+
+// sessionEnds checks a case whose refresh token is rejected: requests
+// refused with the old tokens fail with ErrSessionExpired, at least
+// minExpired of them, and the others go out without tokens.
+func sessionEnds(minExpired int) faultCheck {
+	return func(t *testing.T, env *faultEnv, o *outcome) {
+		t.Helper()
+		sessionEnded(t, env, o, minExpired)
+	}
+}
+
+// refreshElsewhere spends the Transport's refresh token as another client
+// holding the same pair would.
+func refreshElsewhere(env *faultEnv) {
+	tok, _ := env.tr.Tokens(context.Background())
+	req, _ := http.NewRequest("GET", env.srv.URL+"/auth/refreshtoken", nil)
+	req.Header["refreshToken"] = []string{tok.RefreshToken}
+	resp, err := http.DefaultClient.Do(req)
+	if err == nil {
+		resp.Body.Close()
+	}
+}
+
+// eachSentTwiceWithSharedRefreshes checks a case where the API refuses
+// every request: each request of the fault phase is sent exactly twice
+// (once replayed after a refresh), and the refreshes are shared.
+func eachSentTwiceWithSharedRefreshes(t *testing.T, env *faultEnv, o *outcome) {
+	t.Helper()
+	if calls := env.srv.Stats().APICalls - env.apiBefore; calls != 2*int64(o.requests) {
+		t.Errorf("API calls = %d for %d requests; want each sent exactly twice", calls, o.requests)
+	}
+	// Each refresh is shared by the requests refused with the
+	// same tokens, so there are far fewer than requests.
+	if n := env.srv.Stats().RefreshCalls; n > int64(o.requests/20)+2 {
+		t.Errorf("refresh calls = %d for %d requests; want them shared (at most one per 20 requests)", n, o.requests)
+	}
+}
+
+// cancelledCallerLeavesAtOnce checks, without load and on a Transport of
+// its own, that a caller cancelled while it waits for a refresh leaves at
+// once, before the refresh it waited for is done.
+func cancelledCallerLeavesAtOnce(t *testing.T, srv *autorefreshtest.Server) {
+	t.Helper()
+	srv.SetRefreshLatency(time.Hour)
+	own := &autorefresh.Transport{
+		Store:          autorefresh.NewMemoryStore(srv.IssueTTL("alice", -time.Minute)),
+		Refresher:      &autorefresh.Endpoint{URL: srv.URL + "/auth/refreshtoken"},
+		RefreshTimeout: time.Second,
+	}
+	refreshCalls, refreshes := srv.Stats().RefreshCalls, srv.Stats().Refreshes
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error)
+	go func() {
+		req, _ := http.NewRequestWithContext(ctx, "GET", srv.URL+"/api/echo", nil)
+		resp, err := autorefresh.NewClient(nil, own).Do(req)
+		if err == nil {
+			resp.Body.Close()
+		}
+		errc <- err
+	}()
+	waitFor(t, "the refresh to start", func() bool { return srv.Stats().RefreshCalls != refreshCalls })
+	cancel()
+	if err := <-errc; !errors.Is(err, context.Canceled) {
+		t.Errorf("cancelled caller got %v; want context.Canceled", err)
+	}
+	if n := srv.Stats().Refreshes; n != refreshes {
+		t.Errorf("refreshes when the caller left = %d; want %d (it left before the refresh was done)", n, refreshes)
 	}
 }
 

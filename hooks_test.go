@@ -83,7 +83,16 @@ func gatedBearer(t *testing.T, srv *oauthServer, tok Tokens, offset *atomic.Int6
 // wait on the Transport's refresh, then opens gate.
 func fire(t *testing.T, c *http.Client, tr *Transport, url string, n int, gate chan struct{}) (codes []int, errs []error) {
 	t.Helper()
-	codes, errs = make([]int, n), make([]error, n)
+	wait := startGets(c, url, n)
+	waitFor(t, "every request to wait on the refresh", func() bool { return tr.Stats().Waits >= int64(n) })
+	close(gate)
+	return wait()
+}
+
+// startGets sends n concurrent GETs through c. The function it returns
+// waits for them all and returns their statuses and errors.
+func startGets(c *http.Client, url string, n int) (wait func() (codes []int, errs []error)) {
+	codes, errs := make([]int, n), make([]error, n)
 	var wg sync.WaitGroup
 	for i := range n {
 		wg.Go(func() {
@@ -95,10 +104,44 @@ func fire(t *testing.T, c *http.Client, tr *Transport, url string, n int, gate c
 			}
 		})
 	}
-	waitFor(t, "every request to wait on the refresh", func() bool { return tr.Stats().Waits >= int64(n) })
-	close(gate)
-	wg.Wait()
-	return codes, errs
+	return func() ([]int, []error) {
+		wg.Wait()
+		return codes, errs
+	}
+}
+
+// checkAllOK fails the test at the first request that did not get a 200;
+// note says when they should have.
+func checkAllOK(t *testing.T, codes []int, errs []error, note string) {
+	t.Helper()
+	for i := range codes {
+		if errs[i] != nil || codes[i] != 200 {
+			t.Fatalf("request %d: got %d, %v; want 200%s", i, codes[i], errs[i], note)
+		}
+	}
+}
+
+// onlyEvent returns the one event rec recorded. It fails the test if rec
+// recorded none or several.
+func onlyEvent(t *testing.T, rec *eventRecorder) RefreshEvent {
+	t.Helper()
+	events := rec.all()
+	if len(events) != 1 {
+		t.Fatalf("OnRefresh calls = %d; want 1", len(events))
+	}
+	return events[0]
+}
+
+// checkExpiries checks the expiries of the pair before and after a
+// successful refresh that ev reports.
+func checkExpiries(t *testing.T, ev RefreshEvent, oldExpiry, newExpiry time.Time) {
+	t.Helper()
+	if !ev.OldExpiry.Equal(oldExpiry) {
+		t.Errorf("OldExpiry = %v; want %v", ev.OldExpiry, oldExpiry)
+	}
+	if !ev.NewExpiry.Equal(newExpiry) {
+		t.Errorf("NewExpiry = %v; want %v (expires_in after the refresh)", ev.NewExpiry, newExpiry)
+	}
 }
 
 func TestHooksAndStatsOnSharedRefresh(t *testing.T) {
@@ -111,11 +154,7 @@ func TestHooksAndStatsOnSharedRefresh(t *testing.T) {
 	tr, store, rec, replays := gatedBearer(t, srv, stale, &offset)
 
 	codes, errs := fire(t, NewClient(nil, tr), tr, srv.URL+"/api/x", n, srv.gate)
-	for i := range n {
-		if errs[i] != nil || codes[i] != 200 {
-			t.Fatalf("request %d: got %d, %v; want 200", i, codes[i], errs[i])
-		}
-	}
+	checkAllOK(t, codes, errs, "")
 	if got := srv.tokenCalls.Load(); got != 1 {
 		t.Errorf("token calls = %d; want 1", got)
 	}
@@ -126,20 +165,11 @@ func TestHooksAndStatsOnSharedRefresh(t *testing.T) {
 	if got := replays.Load(); got != tr.Stats().Replays {
 		t.Errorf("OnReplay calls = %d; want Stats().Replays = %d", got, tr.Stats().Replays)
 	}
-	events := rec.all()
-	if len(events) != 1 {
-		t.Fatalf("OnRefresh calls = %d; want 1", len(events))
-	}
-	ev := events[0]
+	ev := onlyEvent(t, rec)
 	if ev.Proactive || ev.Err != nil || ev.SessionEnded || ev.Adopted || ev.StoreErr != nil {
 		t.Errorf("event = %+v; want a reactive success", ev)
 	}
-	if !ev.OldExpiry.Equal(stale.Expiry) {
-		t.Errorf("OldExpiry = %v; want %v", ev.OldExpiry, stale.Expiry)
-	}
-	if want := testNow.Add(time.Hour); !ev.NewExpiry.Equal(want) {
-		t.Errorf("NewExpiry = %v; want %v (expires_in after the refresh)", ev.NewExpiry, want)
-	}
+	checkExpiries(t, ev, stale.Expiry, testNow.Add(time.Hour))
 	if ev.Duration <= 0 {
 		t.Errorf("Duration = %v; want > 0 (the refresh was held)", ev.Duration)
 	}
@@ -167,25 +197,8 @@ func TestHooksAndStatsOnProactiveRefresh(t *testing.T) {
 
 	// The token is due but good: every request goes out at once with it,
 	// while the one refresh they started waits at the token endpoint.
-	c := NewClient(nil, tr)
-	var wg sync.WaitGroup
-	codes, errs := make([]int, n), make([]error, n)
-	for i := range n {
-		wg.Go(func() {
-			resp, err := c.Get(srv.URL + "/api/x")
-			errs[i] = err
-			if err == nil {
-				codes[i] = resp.StatusCode
-				resp.Body.Close()
-			}
-		})
-	}
-	wg.Wait()
-	for i := range n {
-		if errs[i] != nil || codes[i] != 200 {
-			t.Fatalf("request %d: got %d, %v; want 200 while the refresh is held", i, codes[i], errs[i])
-		}
-	}
+	codes, errs := startGets(NewClient(nil, tr), srv.URL+"/api/x", n)()
+	checkAllOK(t, codes, errs, " while the refresh is held")
 	if got := srv.tokenCalls.Load(); got != 1 {
 		t.Errorf("token calls while the refresh is held = %d; want 1", got)
 	}
@@ -204,20 +217,11 @@ func TestHooksAndStatsOnProactiveRefresh(t *testing.T) {
 	if got := replays.Load(); got != 0 {
 		t.Errorf("OnReplay calls = %d; want 0", got)
 	}
-	events := rec.all()
-	if len(events) != 1 {
-		t.Fatalf("OnRefresh calls = %d; want 1", len(events))
-	}
-	ev := events[0]
+	ev := onlyEvent(t, rec)
 	if !ev.Proactive || ev.Err != nil || ev.SessionEnded {
 		t.Errorf("event = %+v; want a proactive success", ev)
 	}
-	if !ev.OldExpiry.Equal(tok.Expiry) {
-		t.Errorf("OldExpiry = %v; want %v", ev.OldExpiry, tok.Expiry)
-	}
-	if want := testNow.Add(100*time.Second + time.Hour); !ev.NewExpiry.Equal(want) {
-		t.Errorf("NewExpiry = %v; want %v", ev.NewExpiry, want)
-	}
+	checkExpiries(t, ev, tok.Expiry, testNow.Add(100*time.Second+time.Hour))
 	checkNoSecrets(t, "event %+v", fmt.Sprintf("%+v", ev), srv.issued())
 }
 
@@ -260,12 +264,7 @@ func TestHooksAndStatsOnFailedRefresh(t *testing.T) {
 			}
 
 			_, errs := fire(t, NewClient(nil, tr), tr, srv.URL+"/api/x", n, srv.gate)
-			for i, err := range errs {
-				var re *RefreshError
-				if !errors.As(err, &re) || re.ErrorCode != tt.wantErrCode || errors.Is(err, ErrSessionExpired) != tt.wantEnded {
-					t.Fatalf("request %d: error = %v; want a *RefreshError %s (session ended: %v)", i, err, tt.wantErrCode, tt.wantEnded)
-				}
-			}
+			checkRefreshErrors(t, errs, tt.wantErrCode, tt.wantEnded)
 			want := Stats{Requests: n, RefreshFailures: 1, Waits: n}
 			if got := tr.Stats(); got != want {
 				t.Errorf("stats = %+v; want %+v", got, want)
@@ -273,11 +272,7 @@ func TestHooksAndStatsOnFailedRefresh(t *testing.T) {
 			if got := replays.Load(); got != 0 {
 				t.Errorf("OnReplay calls = %d; want 0", got)
 			}
-			events := rec.all()
-			if len(events) != 1 {
-				t.Fatalf("OnRefresh calls = %d; want 1", len(events))
-			}
-			ev := events[0]
+			ev := onlyEvent(t, rec)
 			if ev.SessionEnded != tt.wantEnded || ev.Err == nil || errors.Is(ev.Err, ErrSessionExpired) != tt.wantEnded {
 				t.Errorf("event = %+v; want Err set and SessionEnded %v", ev, tt.wantEnded)
 			}
@@ -294,6 +289,18 @@ func TestHooksAndStatsOnFailedRefresh(t *testing.T) {
 				t.Errorf("store load error = %v; want cleared = %v", err, tt.wantEnded)
 			}
 		})
+	}
+}
+
+// checkRefreshErrors fails the test at the first error that is not a
+// *RefreshError with code, ending the session exactly when ended.
+func checkRefreshErrors(t *testing.T, errs []error, code string, ended bool) {
+	t.Helper()
+	for i, err := range errs {
+		var re *RefreshError
+		if !errors.As(err, &re) || re.ErrorCode != code || errors.Is(err, ErrSessionExpired) != ended {
+			t.Fatalf("request %d: error = %v; want a *RefreshError %s (session ended: %v)", i, err, code, ended)
+		}
 	}
 }
 

@@ -123,6 +123,7 @@ func TestRedirectTokenPolicy(t *testing.T) {
 				if r.URL.Path == "/r" {
 					return &http.Response{StatusCode: 302, Header: http.Header{"Location": {tt.to}}, Body: http.NoBody, Request: r}, nil
 				}
+				//lint:ignore SA1008 the token headers are sent as written
 				_, ok := r.Header["accessToken"]
 				sent = append(sent, ok)
 				return &http.Response{StatusCode: 200, Body: http.NoBody, Request: r}, nil

@@ -391,29 +391,15 @@ func TestRefreshRejectedEndsSession(t *testing.T) {
 	arrived, release := make(chan struct{}), make(chan struct{})
 	holdSlow(srv, arrived, release)
 	late := make(chan error)
-	go func() {
-		resp, err := c.Get(srv.URL + "/api/slow")
-		if err == nil {
-			resp.Body.Close()
-		}
-		late <- err
-	}()
+	goGet(c, srv.URL+"/api/slow", late)
 	<-arrived
 
 	const n = 50
 	errs := make(chan error, n)
 	for range n {
-		go func() {
-			resp, err := c.Get(srv.URL + "/api/x")
-			if err == nil {
-				resp.Body.Close()
-			}
-			errs <- err
-		}()
+		goGet(c, srv.URL+"/api/x", errs)
 	}
-	for tr.Stats().Waits < n {
-		time.Sleep(time.Millisecond)
-	}
+	waitFor(t, "every request to wait on the refresh", func() bool { return tr.Stats().Waits >= n })
 	close(srv.refreshGate)
 	for range n {
 		if err := <-errs; !errors.Is(err, ErrSessionExpired) {
@@ -433,13 +419,7 @@ func TestRefreshRejectedEndsSession(t *testing.T) {
 	if _, err := store.Load(context.Background()); !errors.Is(err, ErrNoTokens) {
 		t.Errorf("store Load error = %v; want ErrNoTokens", err)
 	}
-	if len(events) != 1 || !events[0].SessionEnded || !errors.Is(events[0].Err, ErrSessionExpired) {
-		t.Errorf("refresh events = %+v; want one that ended the session", events)
-	}
-	var re *RefreshError
-	if err := events[0].Err; !errors.As(err, &re) || re.StatusCode != 401 {
-		t.Errorf("event error = %v; want a *RefreshError with status 401", err)
-	}
+	checkSessionEndedByStatus(t, events, 401)
 	// Afterwards requests go out without tokens and their 403s come back.
 	srv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if _, ok := r.Header["Accesstoken"]; ok {
@@ -452,6 +432,31 @@ func TestRefreshRejectedEndsSession(t *testing.T) {
 	}
 	if got := srv.refreshCalls.Load(); got != 1 {
 		t.Errorf("refresh calls after the session ended = %d; want 1", got)
+	}
+}
+
+// goGet sends a GET in the background, closes the response body and sends
+// the error to errc.
+func goGet(c *http.Client, url string, errc chan<- error) {
+	go func() {
+		resp, err := c.Get(url)
+		if err == nil {
+			resp.Body.Close()
+		}
+		errc <- err
+	}()
+}
+
+// checkSessionEndedByStatus checks that events is one refresh event that
+// ended the session, with a *RefreshError of the given status.
+func checkSessionEndedByStatus(t *testing.T, events []RefreshEvent, status int) {
+	t.Helper()
+	if len(events) != 1 || !events[0].SessionEnded || !errors.Is(events[0].Err, ErrSessionExpired) {
+		t.Errorf("refresh events = %+v; want one that ended the session", events)
+	}
+	var re *RefreshError
+	if err := events[0].Err; !errors.As(err, &re) || re.StatusCode != status {
+		t.Errorf("event error = %v; want a *RefreshError with status %d", err, status)
 	}
 }
 
@@ -658,75 +663,111 @@ func TestLockerAdoptsOrRefreshesStoredPair(t *testing.T) {
 	}
 }
 
+// sessionChange is a login or a logout made while a refresh is in flight.
+type sessionChange struct {
+	name          string
+	refreshStatus int64                                           // non-zero: the refresh endpoint answers with it
+	act           func(context.Context, *Transport, Tokens) error // logs in with (or ignores) the given pair
+	check         func(*testing.T, afterChange)
+}
+
+// afterChange is what the store, the Transport and the request in flight
+// hold once a sessionChange and the refresh are over.
+type afterChange struct {
+	locker           bool   // the store is a Locker
+	bob              Tokens // the pair of the login
+	stored, mem      Tokens
+	storeErr, memErr error
+	code             int // the status of the request in flight; 0 if it failed
+}
+
 func TestLoginAndLogoutDuringRefresh(t *testing.T) {
+	login := func(ctx context.Context, tr *Transport, bob Tokens) error { return tr.SetTokens(ctx, bob) }
+	logout := func(ctx context.Context, tr *Transport, _ Tokens) error { return tr.Logout(ctx) }
+	changes := []sessionChange{
+		{name: "logout", act: logout, check: checkLoggedOut},
+		{name: "login", act: login, check: checkLoggedIn},
+		{name: "login during a rejected refresh", refreshStatus: 401, act: login, check: checkLoggedIn},
+	}
 	for _, locker := range []bool{false, true} {
-		for _, action := range []string{"logout", "login", "login during a rejected refresh"} {
-			t.Run(fmt.Sprintf("%s, Locker %v", action, locker), func(t *testing.T) {
+		for _, change := range changes {
+			t.Run(fmt.Sprintf("%s, Locker %v", change.name, locker), func(t *testing.T) {
 				checkGoroutines(t)
-				srv := newProtoServer(t)
-				srv.refreshGate = make(chan struct{})
-				if action == "login during a rejected refresh" {
-					srv.refreshStatus.Store(401)
-				}
-				var store TokenStore = &MemoryStore{}
-				if locker {
-					store = &lockingStore{}
-				}
-				tr := &Transport{Store: store, Refresher: &Endpoint{URL: srv.URL + "/auth/refreshtoken"}}
-				ctx := context.Background()
-				if err := tr.SetTokens(ctx, srv.stale()); err != nil {
-					t.Fatal(err)
-				}
-				inFlight := make(chan int)
-				go func() {
-					resp, err := NewClient(nil, tr).Get(srv.URL + "/api/x")
-					if err != nil { // expected after a logout or a rejection
-						inFlight <- 0
-						return
-					}
-					resp.Body.Close()
-					inFlight <- resp.StatusCode
-				}()
-				for srv.refreshCalls.Load() == 0 {
-					time.Sleep(time.Millisecond)
-				}
-				bob := srv.issue()
-				done := make(chan error)
-				go func() {
-					if action == "logout" {
-						done <- tr.Logout(ctx)
-					} else {
-						done <- tr.SetTokens(ctx, bob)
-					}
-				}()
-				if !locker {
-					if err := <-done; err != nil { // not held up by the refresh
-						t.Fatal(err)
-					}
-				}
-				close(srv.refreshGate)
-				if locker {
-					if err := <-done; err != nil { // after the refresh, under the store's lock
-						t.Fatal(err)
-					}
-				}
-				code := <-inFlight
-				stored, err := store.Load(ctx)
-				mem, merr := tr.Tokens(ctx)
-				if action == "logout" {
-					if !errors.Is(err, ErrNoTokens) || !errors.Is(merr, ErrNoTokens) {
-						t.Errorf("after logout: store %v, %v; memory %v, %v; want no tokens in either", stored, err, mem, merr)
-					}
-					return
-				}
-				if stored != bob || mem != bob {
-					t.Errorf("after login: store holds bob = %v, memory holds bob = %v; want both", stored == bob, mem == bob)
-				}
-				if !locker && code != 200 {
-					t.Errorf("request in flight during the login: status %d; want 200 (replayed with the new tokens)", code)
-				}
+				change.check(t, changeDuringRefresh(t, change, locker))
 			})
 		}
+	}
+}
+
+// changeDuringRefresh makes change while a request waits on a refresh of a
+// stale pair, and reports the state once both are over. Without a Locker,
+// the change must not wait for the refresh; with one, it happens after it.
+func changeDuringRefresh(t *testing.T, change sessionChange, locker bool) afterChange {
+	t.Helper()
+	srv := newProtoServer(t)
+	srv.refreshGate = make(chan struct{})
+	if change.refreshStatus != 0 {
+		srv.refreshStatus.Store(change.refreshStatus)
+	}
+	var store TokenStore = &MemoryStore{}
+	if locker {
+		store = &lockingStore{}
+	}
+	tr := &Transport{Store: store, Refresher: &Endpoint{URL: srv.URL + "/auth/refreshtoken"}}
+	ctx := context.Background()
+	if err := tr.SetTokens(ctx, srv.stale()); err != nil {
+		t.Fatal(err)
+	}
+	inFlight := make(chan int)
+	go func() {
+		resp, err := NewClient(nil, tr).Get(srv.URL + "/api/x")
+		if err != nil { // expected after a logout or a rejection
+			inFlight <- 0
+			return
+		}
+		resp.Body.Close()
+		inFlight <- resp.StatusCode
+	}()
+	waitFor(t, "the refresh to start", func() bool { return srv.refreshCalls.Load() != 0 })
+	bob := srv.issue()
+	done := make(chan error)
+	go func() { done <- change.act(ctx, tr, bob) }()
+	if !locker {
+		if err := <-done; err != nil { // not held up by the refresh
+			t.Fatal(err)
+		}
+	}
+	close(srv.refreshGate)
+	if locker {
+		if err := <-done; err != nil { // after the refresh, under the store's lock
+			t.Fatal(err)
+		}
+	}
+	got := afterChange{locker: locker, bob: bob, code: <-inFlight}
+	got.stored, got.storeErr = store.Load(ctx)
+	got.mem, got.memErr = tr.Tokens(ctx)
+	return got
+}
+
+// checkLoggedOut checks that neither the store nor the Transport holds
+// tokens after a logout.
+func checkLoggedOut(t *testing.T, got afterChange) {
+	t.Helper()
+	if !errors.Is(got.storeErr, ErrNoTokens) || !errors.Is(got.memErr, ErrNoTokens) {
+		t.Errorf("after logout: store %v, %v; memory %v, %v; want no tokens in either", got.stored, got.storeErr, got.mem, got.memErr)
+	}
+}
+
+// checkLoggedIn checks that the store and the Transport hold the login's
+// pair and, without a Locker, that the request in flight was replayed with
+// it.
+func checkLoggedIn(t *testing.T, got afterChange) {
+	t.Helper()
+	if got.stored != got.bob || got.mem != got.bob {
+		t.Errorf("after login: store holds bob = %v, memory holds bob = %v; want both", got.stored == got.bob, got.mem == got.bob)
+	}
+	if !got.locker && got.code != 200 {
+		t.Errorf("request in flight during the login: status %d; want 200 (replayed with the new tokens)", got.code)
 	}
 }
 

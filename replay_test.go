@@ -43,17 +43,7 @@ func TestReplayBody(t *testing.T) {
 			tr, _ := srv.transport(stale)
 			tr.MaxReplayBody = tt.max
 			if tt.early403 {
-				// The first attempt reads a little of the body, closes it
-				// and is refused, as a server that answers before reading
-				// the whole body.
-				tr.Base = roundTripFunc(func(r *http.Request) (*http.Response, error) {
-					if v := r.Header["accessToken"]; v[0] != stale.AccessToken {
-						return http.DefaultTransport.RoundTrip(r)
-					}
-					io.CopyN(io.Discard, r.Body, 1000)
-					r.Body.Close()
-					return &http.Response{StatusCode: 403, Body: http.NoBody, Request: r}, nil
-				})
+				tr.Base = refuseBeforeReading(stale.AccessToken)
 			}
 			req, _ := http.NewRequest("POST", srv.URL+"/api/echo", tt.body())
 			if (req.GetBody != nil) != tt.getBody {
@@ -63,32 +53,68 @@ func TestReplayBody(t *testing.T) {
 			req.Body = body
 			resp, err := NewClient(nil, tr).Do(req)
 			if tt.wantErr != nil {
-				if !errors.Is(err, tt.wantErr) {
-					t.Errorf("error = %v; want %v", err, tt.wantErr)
-				}
-				if !body.closed.Load() {
-					t.Error("request body not closed")
-				}
+				checkNotReplayed(t, err, tt.wantErr, body)
 				return
 			}
 			if err != nil {
 				t.Fatal(err)
 			}
-			got, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			want := "POST /api/echo " + string(readAll(tt.body()))
-			if resp.StatusCode != 200 || string(got) != want {
-				t.Errorf("replay got %d with %d bytes echoed; want 200 with %d", resp.StatusCode, len(got), len(want))
-			}
+			checkEchoed(t, resp, "POST /api/echo "+string(readAll(tt.body())))
 			if !tt.early403 {
-				if seen := srv.seenBodies(); len(seen) != 2 || seen[0] != seen[1] {
-					t.Errorf("server saw %d bodies, equal = %v; want 2 equal bodies", len(seen), len(seen) == 2 && seen[0] == seen[1])
-				}
+				checkSameBodyTwice(t, srv)
 			}
 			if !tt.getBody && !body.closed.Load() {
 				t.Error("request body not closed")
 			}
 		})
+	}
+}
+
+// refuseBeforeReading returns a base whose first attempt, with the access
+// token stale, reads a little of the body, closes it and is refused, as a
+// server that answers before reading the whole body. Other requests go to
+// http.DefaultTransport.
+func refuseBeforeReading(stale string) roundTripFunc {
+	return func(r *http.Request) (*http.Response, error) {
+		//lint:ignore SA1008 the token headers are sent as written
+		if v := r.Header["accessToken"]; v[0] != stale {
+			return http.DefaultTransport.RoundTrip(r)
+		}
+		io.CopyN(io.Discard, r.Body, 1000)
+		r.Body.Close()
+		return &http.Response{StatusCode: 403, Body: http.NoBody, Request: r}, nil
+	}
+}
+
+// checkNotReplayed checks that a request that could not be replayed failed
+// with wantErr and that its body was closed.
+func checkNotReplayed(t *testing.T, err, wantErr error, body *trackedBody) {
+	t.Helper()
+	if !errors.Is(err, wantErr) {
+		t.Errorf("error = %v; want %v", err, wantErr)
+	}
+	if !body.closed.Load() {
+		t.Error("request body not closed")
+	}
+}
+
+// checkEchoed reads and closes resp's body and checks that it is a 200
+// echoing want.
+func checkEchoed(t *testing.T, resp *http.Response, want string) {
+	t.Helper()
+	got, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || string(got) != want {
+		t.Errorf("replay got %d with %d bytes echoed; want 200 with %d", resp.StatusCode, len(got), len(want))
+	}
+}
+
+// checkSameBodyTwice checks that srv saw the body twice, the same both
+// times.
+func checkSameBodyTwice(t *testing.T, srv *protoServer) {
+	t.Helper()
+	if seen := srv.seenBodies(); len(seen) != 2 || seen[0] != seen[1] {
+		t.Errorf("server saw %d bodies, equal = %v; want 2 equal bodies", len(seen), len(seen) == 2 && seen[0] == seen[1])
 	}
 }
 

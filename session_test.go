@@ -386,47 +386,71 @@ func TestResume(t *testing.T) {
 			if got := srv.checks.Load(); got != tt.checks {
 				t.Errorf("check calls = %d; want %d", got, tt.checks)
 			}
-			stored, loadErr := store.Load(t.Context())
 			switch tt.want {
 			case ok:
-				if err != nil {
-					t.Fatalf("Resume: %v; want nil", err)
-				}
-				if loadErr != nil || !srv.valid(stored.AccessToken) {
-					t.Errorf("store does not hold a valid pair after Resume (err %v)", loadErr)
-				}
-				return
+				checkResumed(t, srv, store, err)
 			case noTokens:
 				if !errors.Is(err, ErrNoTokens) {
 					t.Errorf("Resume: %v; want ErrNoTokens", err)
 				}
-				return
-			}
-			var se *SessionError
-			if !errors.As(err, &se) {
-				t.Fatalf("Resume: %v; want a *SessionError", err)
-			}
-			if se.Op != "resume" || se.StatusCode != tt.wantStatus {
-				t.Errorf("SessionError{Op: %q, StatusCode: %d}; want {resume, %d}", se.Op, se.StatusCode, tt.wantStatus)
-			}
-			if got := errors.Is(err, ErrSessionExpired); got != (tt.want == expired) {
-				t.Errorf("errors.Is(%v, ErrSessionExpired) = %v; want %v", err, got, tt.want == expired)
-			}
-			_, tokErr := tr.Tokens(t.Context())
-			if tt.want == expired {
-				if !errors.Is(loadErr, ErrNoTokens) || !errors.Is(tokErr, ErrNoTokens) {
-					t.Errorf("after expiry: store Load err %v, Tokens err %v; want ErrNoTokens for both", loadErr, tokErr)
-				}
-				return
-			}
-			// Transient: the tokens are kept.
-			if loadErr != nil || stored != before {
-				t.Errorf("store after a transient failure changed (err %v)", loadErr)
-			}
-			if tokErr != nil {
-				t.Errorf("Tokens after a transient failure: %v; want the tokens kept", tokErr)
+			case expired:
+				checkResumeError(t, err, tt.wantStatus, true)
+				checkSessionCleared(t, tr, store)
+			case transient:
+				checkResumeError(t, err, tt.wantStatus, false)
+				checkTokensKept(t, tr, store, before)
 			}
 		})
+	}
+}
+
+// checkResumed checks a Resume that succeeded: the store holds a valid pair.
+func checkResumed(t *testing.T, srv *sessionServer, store *MemoryStore, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatalf("Resume: %v; want nil", err)
+	}
+	if stored, loadErr := store.Load(t.Context()); loadErr != nil || !srv.valid(stored.AccessToken) {
+		t.Errorf("store does not hold a valid pair after Resume (err %v)", loadErr)
+	}
+}
+
+// checkResumeError checks that a failed Resume returned a *SessionError
+// with wantStatus, which is ErrSessionExpired exactly when wantExpired.
+func checkResumeError(t *testing.T, err error, wantStatus int, wantExpired bool) {
+	t.Helper()
+	var se *SessionError
+	if !errors.As(err, &se) {
+		t.Fatalf("Resume: %v; want a *SessionError", err)
+	}
+	if se.Op != "resume" || se.StatusCode != wantStatus {
+		t.Errorf("SessionError{Op: %q, StatusCode: %d}; want {resume, %d}", se.Op, se.StatusCode, wantStatus)
+	}
+	if got := errors.Is(err, ErrSessionExpired); got != wantExpired {
+		t.Errorf("errors.Is(%v, ErrSessionExpired) = %v; want %v", err, got, wantExpired)
+	}
+}
+
+// checkSessionCleared checks that the store and the Transport hold no
+// tokens after the session expired.
+func checkSessionCleared(t *testing.T, tr *Transport, store *MemoryStore) {
+	t.Helper()
+	_, loadErr := store.Load(t.Context())
+	_, tokErr := tr.Tokens(t.Context())
+	if !errors.Is(loadErr, ErrNoTokens) || !errors.Is(tokErr, ErrNoTokens) {
+		t.Errorf("after expiry: store Load err %v, Tokens err %v; want ErrNoTokens for both", loadErr, tokErr)
+	}
+}
+
+// checkTokensKept checks that a transient failure kept the tokens, in the
+// store and in the Transport.
+func checkTokensKept(t *testing.T, tr *Transport, store *MemoryStore, before Tokens) {
+	t.Helper()
+	if stored, loadErr := store.Load(t.Context()); loadErr != nil || stored != before {
+		t.Errorf("store after a transient failure changed (err %v)", loadErr)
+	}
+	if _, tokErr := tr.Tokens(t.Context()); tokErr != nil {
+		t.Errorf("Tokens after a transient failure: %v; want the tokens kept", tokErr)
 	}
 }
 

@@ -120,6 +120,7 @@ func TestNoTokensPassesThrough(t *testing.T) {
 			}
 			var sawHeader atomic.Bool
 			base := roundTripFunc(func(r *http.Request) (*http.Response, error) {
+				//lint:ignore SA1008 the token headers are sent as written
 				if _, ok := r.Header["accessToken"]; ok {
 					sawHeader.Store(true)
 				}
@@ -164,6 +165,7 @@ func TestRejectedResponseIsDrainedAndClosed(t *testing.T) {
 	stale := srv.stale()
 	var rejected *trackedBody
 	base := roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		//lint:ignore SA1008 the token headers are sent as written
 		if v := r.Header["accessToken"]; len(v) == 1 && v[0] == stale.AccessToken {
 			rejected = &trackedBody{r: bytes.NewReader(make([]byte, 1<<20))}
 			return &http.Response{StatusCode: 403, Body: rejected, Request: r, Header: http.Header{}}, nil
