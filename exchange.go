@@ -90,6 +90,11 @@ func (m *tokenManager) reconcile(ctx context.Context, s *state, ev *RefreshEvent
 		return s.tokens, m.end(s, err, ev, nil), err
 	case err != nil && !errors.Is(err, ErrNoTokens):
 		return s.tokens, nil, &RefreshError{Err: err}
+	case err == nil && s.hasTokens() && stored.same(s.tokens):
+		// s's own pair: a save that went through though it reported
+		// an error. It is saved.
+		m.markSaved(s)
+		saved = true
 	case err == nil && (known == nil || !stored.same(*known)):
 		// Another holder refreshed or logged in: use its pair, or
 		// refresh that one when it has expired too.

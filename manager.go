@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -21,6 +22,7 @@ type state struct {
 	gen    uint64
 	tokens Tokens // zero: no tokens (never logged in, logged out or ended)
 	hdr    headers
+	bound  bool // the tokens are DPoP-bound (TokenType "DPoP")
 
 	expiry    time.Time // zero: unknown
 	refreshAt time.Time // zero: never ahead of time
@@ -113,7 +115,7 @@ func (m *tokenManager) newState(tok Tokens) *state { return m.makeState(tok, fal
 func (m *tokenManager) newFreshState(tok Tokens) *state { return m.makeState(tok, true) }
 
 func (m *tokenManager) makeState(tok Tokens, fresh bool) *state {
-	s := &state{tokens: tok, hdr: m.t.headersFor(tok)}
+	s := &state{tokens: tok, hdr: m.t.headersFor(tok), bound: isDPoP(tok)}
 	now := m.t.clock()
 	exp, iat := tok.Expiry, time.Time{}
 	if exp.IsZero() {
@@ -175,8 +177,8 @@ func (m *tokenManager) swap(gen uint64, next *state, saved bool, base *Tokens) b
 	return true
 }
 
-// replace makes next the current state whatever it is, and returns what the
-// store holds as far as is known, which next starts from.
+// replace makes next the current state whatever it is. The store still
+// holds what it held for the state next replaces, as far as is known.
 func (m *tokenManager) replace(next *state) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -232,7 +234,11 @@ func (m *tokenManager) load(ctx context.Context, stale *state) (*state, error) {
 		return nil, ErrNoStore
 	}
 	onPanic := func(p any) error { return fmt.Errorf("autorefresh: Store.Load panicked (%T)", p) }
-	s, err := m.await(ctx, "load", 0, onPanic, func() (*state, error) {
+	key := "load"
+	if stale != nil {
+		key = "reload " + strconv.FormatUint(stale.gen, 10)
+	}
+	s, err := m.await(ctx, key, 0, onPanic, func() (*state, error) {
 		if cur := m.cur.Load(); cur != stale {
 			return cur, nil
 		}

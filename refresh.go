@@ -110,7 +110,7 @@ type refreshKey struct{}
 // holds is valid. An expired state is refreshed first.
 func (m *tokenManager) ready(ctx context.Context) (*state, error) {
 	s, err := m.current(ctx)
-	if err == nil && isDPoP(s.tokens) && m.t.dpop() == nil {
+	if err == nil && s.bound && m.t.dpop() == nil {
 		err = ErrDPoPKeyMissing // never sent, never refreshed
 	}
 	if err != nil || m.t.Refresher == nil {
