@@ -139,7 +139,7 @@ func readLimited(r io.Reader, limit int64) ([]byte, error) {
 		return nil, fmt.Errorf("autorefresh: read response: %w", err)
 	}
 	if n > limit {
-		return nil, fmt.Errorf("autorefresh: response larger than %d bytes", limit)
+		return nil, fmt.Errorf("%w: larger than %d bytes", ErrMalformedResponse, limit)
 	}
 	return buf.Bytes(), nil
 }

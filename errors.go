@@ -55,10 +55,11 @@ var (
 	ErrInvalidHosts = errors.New("autorefresh: invalid Transport.Hosts entry")
 
 	// ErrMalformedResponse is wrapped by the errors for an answer of a
-	// refresh, login or token endpoint that cannot be used: JSON that does
-	// not parse or has fields of the wrong type, no access token, or a
-	// token that is not a valid header value (the error then wraps
-	// ErrInvalidToken too). A refresh that gets one is a transient failure.
+	// refresh, login or token endpoint that cannot be used: larger than
+	// the limit read, JSON that does not parse or has fields of the wrong
+	// type, no access token, or a token that is not a valid header value
+	// (the error then wraps ErrInvalidToken too). A refresh that gets one is
+	// a transient failure.
 	ErrMalformedResponse = errors.New("autorefresh: malformed response")
 
 	// ErrUnsafeURL is wrapped by the errors for a URL that the tokens or

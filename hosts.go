@@ -177,7 +177,7 @@ func checkSecureURL(raw string, allowHTTP bool, what string) error {
 		}
 		return fmt.Errorf("%w: refusing to send %s over plain http to %s (set AllowHTTP to permit it)", ErrUnsafeURL, what, u.Hostname())
 	}
-	return fmt.Errorf("autorefresh: URL %q is not http or https", u.Redacted())
+	return fmt.Errorf("%w: %q is not http or https", ErrUnsafeURL, u.Redacted())
 }
 
 // isLoopback reports whether host names this machine.
