@@ -302,30 +302,30 @@ func readMetadata(r io.Reader, limit int64) ([]byte, error) {
 	case err != nil:
 		return nil, fmt.Errorf("autorefresh: read metadata: %w", err)
 	case int64(len(body)) > limit:
-		return nil, fmt.Errorf("%w: larger than %d bytes", ErrBadMetadata, limit)
+		return nil, &metadataError{detail: fmt.Sprintf("larger than %d bytes", limit)}
 	}
 	return body, nil
 }
 
 // parseMetadata parses and checks the metadata document body, of media
-// type contentType, fetched for issuer. Its errors wrap ErrBadMetadata and
+// type contentType, fetched for issuer. Its errors are *metadataErrors, and
 // quote nothing of the document but the issuer it names.
 func parseMetadata(contentType string, body []byte, issuer string, allowHTTP bool) (*metadata, error) {
 	body = bytes.TrimSpace(trimBOM(body))
 	mt, _, _ := mime.ParseMediaType(contentType)
 	if mt == "text/html" || bytes.HasPrefix(body, []byte("<")) {
-		return nil, fmt.Errorf("%w: an HTML page, not JSON", ErrBadMetadata)
+		return nil, &metadataError{detail: "an HTML page, not JSON"}
 	}
 	var doc metadataDocument
 	if err := json.Unmarshal(body, &doc); err != nil {
-		return nil, fmt.Errorf("%w: %s", ErrBadMetadata, describeJSONError(err, len(body)))
+		return nil, &metadataError{detail: describeJSONError(err, len(body))}
 	}
 	if doc.Issuer != issuer {
-		return nil, fmt.Errorf("%w: %w: it names %q, not %q", ErrBadMetadata, ErrIssuerMismatch,
-			sanitize(doc.Issuer, 256, nil), sanitize(issuer, 256, nil))
+		return nil, &metadataError{cause: ErrIssuerMismatch,
+			detail: fmt.Sprintf("it names %q, not %q", sanitize(doc.Issuer, 256, nil), sanitize(issuer, 256, nil))}
 	}
 	if doc.TokenEndpoint == "" {
-		return nil, fmt.Errorf("%w: no token_endpoint", ErrBadMetadata)
+		return nil, &metadataError{detail: "no token_endpoint"}
 	}
 	for _, f := range [...]struct{ name, v string }{
 		{"token_endpoint", doc.TokenEndpoint}, {"revocation_endpoint", doc.RevocationEndpoint},
@@ -334,10 +334,39 @@ func parseMetadata(contentType string, body []byte, issuer string, allowHTTP boo
 			continue
 		}
 		if err := checkEndpoint(f.v, allowHTTP); err != nil {
-			return nil, fmt.Errorf("%w: %s: %w", ErrBadMetadata, f.name, err)
+			return nil, &metadataError{where: f.name, cause: err}
 		}
 	}
 	return &metadata{tokenEndpoint: doc.TokenEndpoint, revocationEndpoint: doc.RevocationEndpoint}, nil
+}
+
+// metadataError is an error wrapping ErrBadMetadata: what is wrong with the
+// document, where, and its cause, which it wraps too.
+type metadataError struct {
+	where  string // the member at fault, if any
+	cause  error  // if not nil
+	detail string
+}
+
+func (e *metadataError) Error() string {
+	s := ErrBadMetadata.Error()
+	if e.where != "" {
+		s += ": " + e.where
+	}
+	if e.cause != nil {
+		s += ": " + trimPrefix(e.cause)
+	}
+	if e.detail != "" {
+		s += ": " + e.detail
+	}
+	return s
+}
+
+func (e *metadataError) Unwrap() []error {
+	if e.cause == nil {
+		return []error{ErrBadMetadata}
+	}
+	return []error{ErrBadMetadata, e.cause}
 }
 
 // checkEndpoint checks an endpoint URL taken from metadata: absolute, with
