@@ -216,10 +216,10 @@ func TestOAuth2Errors(t *testing.T) {
 		wantErr    error // wrapped, if not nil
 		expired    bool
 	}{
-		{name: "invalid_client", status: 401, body: `{"error":"invalid_client"}`, wantStatus: 401, wantCode: "invalid_client"},
+		{name: "invalid_client", status: 401, body: `{"error":"invalid_client"}`, wantStatus: 401, wantCode: "invalid_client", wantErr: ErrClientRejected},
 		{name: "unauthorized_client", status: 400, body: `{"error":"unauthorized_client","error_description":"no refresh for you"}`,
-			wantStatus: 400, wantCode: "unauthorized_client"},
-		{name: "invalid_scope", status: 400, body: `{"error":"invalid_scope"}`, wantStatus: 400, wantCode: "invalid_scope"},
+			wantStatus: 400, wantCode: "unauthorized_client", wantErr: ErrClientRejected},
+		{name: "invalid_scope", status: 400, body: `{"error":"invalid_scope"}`, wantStatus: 400, wantCode: "invalid_scope", wantErr: ErrClientRejected},
 		{name: "invalid_grant", status: 400, body: `{"error":"invalid_grant"}`, wantStatus: 400, wantCode: "invalid_grant", expired: true},
 		{name: "invalid_grant as form", status: 400, ct: "application/x-www-form-urlencoded",
 			body: "error=invalid_grant&error_description=expired", wantStatus: 400, wantCode: "invalid_grant", expired: true},
