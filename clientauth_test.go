@@ -191,7 +191,7 @@ func TestClientCredentialsErrors(t *testing.T) {
 	}{
 		{"invalid_client", true}, {"unauthorized_client", true}, {"invalid_scope", true},
 		{"invalid_target", true}, {"unsupported_grant_type", true}, {"invalid_grant", true},
-		{"invalid_request", false}, {"server_error", false}, {"temporarily_unavailable", false},
+		{"invalid_request", true}, {"access_denied", true}, {"server_error", false}, {"temporarily_unavailable", false},
 	}
 	for _, tt := range tests {
 		srv := newOAuthServer(t)

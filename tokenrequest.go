@@ -24,9 +24,11 @@ import (
 // configuration, not because of the tokens: the error codes invalid_client
 // (unknown client, wrong secret or key), unauthorized_client (the grant is
 // not allowed to this client), invalid_scope, invalid_target (RFC 8707) and
-// unsupported_grant_type, and, for ClientCredentials, invalid_grant. It
-// never wraps ErrSessionExpired: the stored tokens are kept, and the
-// Transport tries again after a back-off. Fix the configuration.
+// unsupported_grant_type; for ClientCredentials, whose requests are made of
+// the configuration alone, every 4xx error answer (invalid_grant,
+// invalid_request, ...). It never wraps ErrSessionExpired: the stored
+// tokens are kept, and the Transport tries again after a back-off. Fix the
+// configuration.
 var ErrClientRejected = errors.New("autorefresh: client rejected by the authorization server")
 
 // maxDescription bounds the length of an error description taken from an
@@ -165,7 +167,7 @@ func (a *answer) tokens(g grant, current Tokens) (Tokens, error) {
 			StatusCode:  a.status,
 			ErrorCode:   sanitizeCode(tr.Error, 64, secrets),
 			Description: sanitize(tr.ErrorDescription, maxDescription, secrets),
-			Err:         rejection(g, tr.Error),
+			Err:         rejection(g, a.status, tr.Error),
 		}
 		return Tokens{}, e
 	}
@@ -175,10 +177,15 @@ func (a *answer) tokens(g grant, current Tokens) (Tokens, error) {
 	return tr.tokens(g, current, a.sent, a.status)
 }
 
-// rejection returns what an error code answered to a request for grant g
-// means: ErrSessionExpired for a rejected refresh token, ErrClientRejected
-// for a rejected client, or nil for a failure that may pass.
-func rejection(g grant, code string) error {
+// rejection returns what an error answer (status, code) to a request for
+// grant g means: ErrSessionExpired for a rejected refresh token,
+// ErrClientRejected for a rejected client, or nil for a failure that may
+// pass. A client credentials request is made of the configuration alone,
+// so every refusal of it (a 4xx with an error code, such as the
+// invalid_request that some servers answer to a grant the client may not
+// use) is a rejected client, except server_error and temporarily_unavailable,
+// and use_dpop_nonce, which asks for a retry.
+func rejection(g grant, status int, code string) error {
 	switch code {
 	case "invalid_grant", "bad_refresh_token": // bad_refresh_token: GitHub's
 		if g == grantRefreshToken {
@@ -186,6 +193,11 @@ func rejection(g grant, code string) error {
 		}
 		return ErrClientRejected
 	case "invalid_client", "unauthorized_client", "invalid_scope", "invalid_target", "unsupported_grant_type":
+		return ErrClientRejected
+	case "", "server_error", "temporarily_unavailable", "use_dpop_nonce":
+		return nil
+	}
+	if g == grantClientCredentials && status >= 400 && status <= 499 {
 		return ErrClientRejected
 	}
 	return nil
