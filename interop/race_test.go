@@ -41,12 +41,9 @@ func (g *gatedBase) RoundTrip(r *http.Request) (*http.Response, error) {
 func race(t *testing.T, c client) (loserStatus int, loserEvent autorefresh.RefreshEvent, store *autorefresh.MemoryStore, wc, lc *http.Client) {
 	t.Helper()
 	store = autorefresh.NewMemoryStore(login(t, c, nil)) // not a Locker
-	won := make(chan struct{})
-	var wonOnce sync.Once
-	winner, wc := transportWith(t, store, c.oauth2())
-	winner.OnRefresh = func(autorefresh.RefreshEvent) { wonOnce.Do(func() { close(won) }) } // after the save
+	_, wc = transportWith(t, store, c.oauth2())
 	o := c.oauth2()
-	gate := &gatedBase{entered: make(chan struct{}), release: won}
+	gate := &gatedBase{entered: make(chan struct{}), release: make(chan struct{})}
 	loser, lc := transportWith(t, store, o) // sets o.Base
 	gate.base, o.Base = o.Base, gate
 	events := make(chan autorefresh.RefreshEvent, 4)
@@ -73,7 +70,8 @@ func race(t *testing.T, c client) (loserStatus int, loserEvent autorefresh.Refre
 		done <- status
 	}()
 	<-gate.entered
-	me(t, wc) // the winner rotates the pair and saves it
+	me(t, wc) // the winner rotates the pair, saves it and replays its request
+	close(gate.release)
 	return <-done, <-events, store, wc, lc
 }
 
