@@ -68,24 +68,31 @@ func TestPrivateKeyJWTAssertions(t *testing.T) {
 			if form.Has("client_secret") || hdr.Get("Authorization") != "" {
 				t.Errorf("a secret or an Authorization header was sent with the assertion")
 			}
-			wantAud := cmpOrString(tt.aud, srv.URL+"/token")
-			jtis := map[any]bool{}
-			for _, a := range srv.accepted() {
-				c := a.Claims.(jwt.MapClaims)
-				iat, _ := c.GetIssuedAt()
-				exp, _ := c.GetExpirationTime()
-				aud, _ := c.GetAudience()
-				if a.Method.Alg() != tt.wantAlg || a.Header["kid"] != "key-7" || !slices.Equal(aud, []string{wantAud}) ||
-					iat == nil || !iat.Equal(testNow) || exp == nil || !exp.Equal(testNow.Add(time.Minute)) {
-					t.Errorf("assertion: alg %s, kid %v, aud %v, iat %v, exp %v; want %s, key-7, %s, %v, a minute later",
-						a.Method.Alg(), a.Header["kid"], aud, iat, exp, tt.wantAlg, wantAud, testNow)
-				}
-				jtis[c["jti"]] = true
-			}
-			if n := len(srv.accepted()); n != 2 || len(jtis) != 2 {
-				t.Errorf("assertions %d with %d distinct jti; want 2, 2", n, len(jtis))
-			}
+			checkAssertions(t, srv.accepted(), 2, tt.wantAlg, cmpOrString(tt.aud, srv.URL+"/token"))
 		})
+	}
+}
+
+// checkAssertions fails t unless there are n assertions, each with a jti of
+// its own, signed with alg, for aud, with the kid "key-7", issued at
+// testNow and valid for a minute.
+func checkAssertions(t *testing.T, assertions []jwt.Token, n int, alg, aud string) {
+	t.Helper()
+	jtis := map[any]bool{}
+	for _, a := range assertions {
+		c := a.Claims.(jwt.MapClaims)
+		iat, _ := c.GetIssuedAt()
+		exp, _ := c.GetExpirationTime()
+		got, _ := c.GetAudience()
+		if a.Method.Alg() != alg || a.Header["kid"] != "key-7" || !slices.Equal(got, []string{aud}) ||
+			iat == nil || !iat.Equal(testNow) || exp == nil || !exp.Equal(testNow.Add(time.Minute)) {
+			t.Errorf("assertion: alg %s, kid %v, aud %v, iat %v, exp %v; want %s, key-7, %s, %v, a minute later",
+				a.Method.Alg(), a.Header["kid"], got, iat, exp, alg, aud, testNow)
+		}
+		jtis[c["jti"]] = true
+	}
+	if len(assertions) != n || len(jtis) != n {
+		t.Errorf("assertions %d with %d distinct jti; want %d, %d", len(assertions), len(jtis), n, n)
 	}
 }
 

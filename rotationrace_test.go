@@ -40,16 +40,10 @@ func TestLostRotationRaceRecovers(t *testing.T) {
 	srv := newTestServer(t, autorefreshtest.Options{})
 	store := autorefresh.NewMemoryStore(srv.Issue("alice")) // not a Locker
 	tokenURL := srv.URL + "/oauth/token"
-
-	won := make(chan struct{})
-	var wonOnce sync.Once
 	var winnerEvents, loserEvents []autorefresh.RefreshEvent
 	winner := &autorefresh.Transport{Store: store, Refresher: &autorefresh.OAuth2{TokenURL: tokenURL},
-		OnRefresh: func(e autorefresh.RefreshEvent) {
-			winnerEvents = append(winnerEvents, e)
-			wonOnce.Do(func() { close(won) }) // called after the new pair was saved
-		}}
-	gate := &gatedBase{entered: make(chan struct{}), release: won}
+		OnRefresh: func(e autorefresh.RefreshEvent) { winnerEvents = append(winnerEvents, e) }}
+	gate := &gatedBase{entered: make(chan struct{}), release: make(chan struct{})}
 	loser := &autorefresh.Transport{Store: store, Refresher: &autorefresh.OAuth2{TokenURL: tokenURL, Base: gate},
 		OnRefresh: func(e autorefresh.RefreshEvent) { loserEvents = append(loserEvents, e) }}
 	wc, lc := autorefresh.NewClient(nil, winner), autorefresh.NewClient(nil, loser)
@@ -64,23 +58,14 @@ func TestLostRotationRaceRecovers(t *testing.T) {
 	}
 
 	srv.ExpireAccessTokens() // both are refused
-	loserDone := make(chan int, 1)
-	go func() {
-		resp, err := lc.Get(srv.URL + "/api/me")
-		if err != nil {
-			t.Errorf("the loser's request: %v; want 200 after adopting the winner's pair", err)
-			loserDone <- 0
-			return
-		}
-		resp.Body.Close()
-		loserDone <- resp.StatusCode
-	}()
+	loserDone := getLater(t, lc, srv.URL+"/api/me")
 	<-gate.entered // the loser has read the store and sends the refresh token
 	if code := get(t, wc, srv.URL+"/api/me"); code != http.StatusOK {
 		t.Fatalf("the winner's request = %d; want 200", code)
 	}
+	close(gate.release) // the winner has rotated the pair and saved it
 	if code := <-loserDone; code != http.StatusOK {
-		t.Fatalf("the loser's request = %d; want 200", code)
+		t.Fatalf("the loser's request = %d; want 200 after adopting the winner's pair", code)
 	}
 
 	st := srv.Stats()
@@ -88,19 +73,49 @@ func TestLostRotationRaceRecovers(t *testing.T) {
 		t.Errorf("server: refreshes %d, rejections %d, reuses %d; want 1, 1, 1 (the loser presented the spent token once)",
 			st.Refreshes, st.RefreshRejections, st.ReuseRejections)
 	}
-	if len(winnerEvents) != 1 || winnerEvents[0].Err != nil || winnerEvents[0].Adopted {
-		t.Errorf("winner's refreshes = %+v; want one that called the server", winnerEvents)
+	wantOneRefresh(t, "winner", winnerEvents, false)
+	wantOneRefresh(t, "loser", loserEvents, true)
+	wantShared(t, store, before, winner, loser)
+}
+
+// wantOneRefresh fails t unless events hold one successful refresh that did
+// not end the session, which adopted a pair from the store if adopted, and
+// called the server otherwise.
+func wantOneRefresh(t *testing.T, who string, events []autorefresh.RefreshEvent, adopted bool) {
+	t.Helper()
+	if len(events) != 1 || events[0].Err != nil || events[0].SessionEnded || events[0].Adopted != adopted {
+		t.Errorf("%s's refreshes = %+v; want one, successful, adopted %v", who, events, adopted)
 	}
-	if len(loserEvents) != 1 || loserEvents[0].Err != nil || !loserEvents[0].Adopted || loserEvents[0].SessionEnded {
-		t.Errorf("loser's refreshes = %+v; want one that adopted the winner's pair", loserEvents)
-	}
+}
+
+// getLater GETs target through hc in a goroutine of its own, and sends the
+// status (0 after an error, which fails t) on the channel it returns.
+func getLater(t *testing.T, hc *http.Client, target string) <-chan int {
+	done := make(chan int, 1)
+	go func() {
+		resp, err := hc.Get(target)
+		if err != nil {
+			t.Errorf("GET %s: %v", target, err)
+			done <- 0
+			return
+		}
+		resp.Body.Close()
+		done <- resp.StatusCode
+	}()
+	return done
+}
+
+// wantShared fails t unless store holds a pair rotated from before, which
+// every Transport of trs uses.
+func wantShared(t *testing.T, store autorefresh.TokenStore, before autorefresh.Tokens, trs ...*autorefresh.Transport) {
+	t.Helper()
 	stored, err := store.Load(t.Context())
 	if err != nil || stored.RefreshToken == before.RefreshToken {
 		t.Fatalf("store: %v; want the winner's rotated pair", err)
 	}
-	for name, tr := range map[string]*autorefresh.Transport{"winner": winner, "loser": loser} {
+	for i, tr := range trs {
 		if tok, err := tr.Tokens(t.Context()); err != nil || tok != stored {
-			t.Errorf("%s's tokens: %v; want the stored pair", name, err)
+			t.Errorf("Transport %d's tokens: %v; want the stored pair", i, err)
 		}
 	}
 }
