@@ -10,6 +10,7 @@ import (
 	"crypto/rsa"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"slices"
@@ -293,4 +294,61 @@ func equalForms(a, b url.Values) bool {
 		}
 	}
 	return true
+}
+
+// TestOAuthSecretsNeverShown: a server that quotes the client secret, the
+// client assertion and the tokens in its error answers gets them redacted
+// from everything the Transport shows: the error, the refresh event and
+// the debug log.
+func TestOAuthSecretsNeverShown(t *testing.T) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const secret = "client-secret-0123456789"
+	tests := []struct {
+		name      string
+		refresher func(srv *oauthServer) Refresher
+		setup     func(srv *oauthServer)
+	}{
+		{"secret echoed", func(srv *oauthServer) Refresher {
+			o := srv.refresher(testNow)
+			o.ClientID, o.ClientSecret = "client", secret
+			return o
+		}, func(srv *oauthServer) {}},
+		{"assertion echoed", func(srv *oauthServer) Refresher {
+			cc := srv.credentials(testNow)
+			cc.ClientID, cc.AuthStyle, cc.ClientKey = "other", AuthStylePrivateKeyJWT, key
+			return cc
+		}, func(srv *oauthServer) { srv.clientID, srv.clientKey = "client", key.Public() }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := newOAuthServer(t)
+			tt.setup(srv)
+			stale := srv.stale()
+			if srv.clientKey == nil {
+				tokenError(srv, "invalid_client", "client secret "+secret+" is wrong for "+stale.RefreshToken+" and "+stale.AccessToken)
+			}
+			var logged strings.Builder
+			var events []RefreshEvent
+			tr := &Transport{Store: NewMemoryStore(stale), Refresher: tt.refresher(srv),
+				Logger:    slog.New(slog.NewJSONHandler(&logged, &slog.HandlerOptions{Level: slog.LevelDebug})),
+				OnRefresh: func(e RefreshEvent) { events = append(events, e) }}
+			_, err := NewClient(nil, tr).Get(srv.URL + "/api/x")
+			if !errors.Is(err, ErrClientRejected) || len(events) != 1 {
+				t.Fatalf("error = %v, %d refresh events; want ErrClientRejected, 1", err, len(events))
+			}
+			form, _ := srv.last()
+			shown := fmt.Sprintf("%v %+v %#v", err, events[0].Err, events) + logged.String()
+			for _, s := range []string{secret, form.Get("client_assertion"), stale.AccessToken, stale.RefreshToken} {
+				if s != "" && strings.Contains(shown, s) {
+					t.Errorf("shown: %s; want no secret, assertion or token", shown)
+				}
+			}
+			if !strings.Contains(logged.String(), "refresh failed") {
+				t.Errorf("log %q; want the failed refresh logged", logged.String())
+			}
+		})
+	}
 }
