@@ -2,31 +2,14 @@ package autorefresh
 
 import (
 	"context"
-	"encoding/json"
+	"crypto"
 	"fmt"
 	"io"
 	"log/slog"
-	"mime"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"time"
-)
-
-// AuthStyle says how an OAuth2 refresher authenticates its client to the
-// token endpoint.
-type AuthStyle int
-
-const (
-	// AuthStyleInHeader sends the client ID and secret with HTTP Basic
-	// authentication, each form-urlencoded first as RFC 6749 section
-	// 2.3.1 requires. It is the zero AuthStyle.
-	AuthStyleInHeader AuthStyle = iota
-
-	// AuthStyleInParams sends the client ID and secret as the client_id
-	// and client_secret form parameters of the request body.
-	AuthStyleInParams
 )
 
 // OAuth2 is a Refresher for an OAuth 2.0 token endpoint (RFC 6749 section
@@ -46,15 +29,22 @@ const (
 // An "invalid_grant" error answer (section 5.2) means the refresh token was
 // rejected: the *RefreshError wraps ErrSessionExpired and the session ends.
 // So does GitHub's "bad_refresh_token". Any other failure is returned as a
-// transient *RefreshError that keeps the tokens: other error codes such as
-// "invalid_client" or "unauthorized_client" (a configuration problem, not a
-// dead session), 5xx and other statuses, error pages that are not JSON,
-// network errors, timeouts, redirects and oversized or malformed answers.
-// The error's ErrorCode and Description hold the server's "error" and
-// "error_description", with every occurrence of the tokens and the client
-// secret redacted.
+// transient *RefreshError that keeps the tokens: a rejected client
+// ("invalid_client", "unauthorized_client", "invalid_scope": the error then
+// wraps ErrClientRejected; a configuration problem, not a dead session), 5xx
+// and other statuses, error pages that are not JSON, network errors,
+// timeouts, redirects, oversized or malformed answers, metadata that cannot
+// be fetched or used (a *DiscoveryError) and client assertions that cannot
+// be signed (ErrClientAssertion). The error's ErrorCode and Description hold
+// the server's "error" and "error_description", with every occurrence of the
+// tokens and the client's credentials redacted.
 //
-// Only TokenURL needs to be set. An OAuth2 is safe for concurrent use.
+// Set TokenURL, or Issuer to find it by discovery. With a revocation
+// endpoint (RevocationURL, or one in the issuer's metadata), an OAuth2 is a
+// Revoker: Transport.Logout revokes the refresh token at the server.
+//
+// An OAuth2 is safe for concurrent use. Its fields must not be changed, and
+// it must not be copied, after its first use.
 //
 // OAuth2 does the refresh that golang.org/x/oauth2's Config.TokenSource and
 // oauth2.Transport do. It is not oauth2.Endpoint, which only names the URLs
@@ -69,19 +59,68 @@ const (
 type OAuth2 struct {
 	// TokenURL is the token endpoint, for example
 	// "https://oauth2.example.com/token". It must be https, or http to a
-	// loopback host, unless AllowHTTP is set.
+	// loopback host, unless AllowHTTP is set. If empty, it is taken from
+	// the metadata of Issuer.
 	TokenURL string
+
+	// Issuer, if set, is the authorization server's issuer identifier,
+	// such as "https://accounts.example.com": the token and revocation
+	// endpoints that are not set are taken from its metadata (RFC 8414,
+	// or OpenID Connect Discovery). The metadata is fetched on first use,
+	// from /.well-known/oauth-authorization-server (inserted before the
+	// issuer's path, as RFC 8414 says) and, if that gives no usable
+	// document, from /.well-known/openid-configuration; it is then kept,
+	// and concurrent first uses share one fetch. A failed fetch is a
+	// transient *RefreshError (wrapping a *DiscoveryError) and is tried
+	// again on the next use; a document that names another issuer, has no
+	// token endpoint or endpoints that are not https (or http to a
+	// loopback host, unless AllowHTTP is set) is refused with an error
+	// wrapping ErrBadMetadata. Issuer must be written exactly as the
+	// server's metadata writes it, trailing slash included.
+	Issuer string
+
+	// RevocationURL is the revocation endpoint (RFC 7009), to which Revoke
+	// (called by Transport.Logout) sends the refresh token. If empty, it
+	// is taken from the metadata of Issuer, if set; without either, Revoke
+	// does nothing.
+	RevocationURL string
+
+	// RevokeAccessToken makes Revoke revoke the access token too, after
+	// the refresh token. Many servers revoke the access tokens of a
+	// refresh token with it; for the others, set it.
+	RevokeAccessToken bool
 
 	// ClientID and ClientSecret authenticate the client, as AuthStyle
 	// says. If ClientID is empty, the client does not authenticate. If
 	// only ClientSecret is empty (a public client), client_id is sent as a
-	// form parameter whatever AuthStyle says.
+	// form parameter, unless AuthStyle is AuthStylePrivateKeyJWT.
 	ClientID     string
 	ClientSecret string
 
 	// AuthStyle says how the client authenticates. The zero value is
 	// AuthStyleInHeader, HTTP Basic authentication.
 	AuthStyle AuthStyle
+
+	// ClientKey signs the client assertions of AuthStylePrivateKeyJWT. A
+	// crypto.Signer, so that a key in an HSM or a KMS works: ECDSA P-256
+	// (ES256) or P-384 (ES384), RSA of at least 2048 bits (RS256, or
+	// PS256 with ClientKeyAlgorithm) or Ed25519 (EdDSA). It must be nil
+	// with other AuthStyles.
+	ClientKey crypto.Signer
+
+	// ClientKeyID, if set, is sent as the "kid" of the assertions: the ID
+	// of ClientKey among the keys the client registered.
+	ClientKeyID string
+
+	// ClientKeyAlgorithm is the JWS algorithm of the assertions. If empty,
+	// it is the key's default: ES256, ES384, RS256 or EdDSA.
+	ClientKeyAlgorithm string
+
+	// AssertionAudience is the "aud" of the client assertions. If empty,
+	// it is the token endpoint's URL (for revocation requests too), as
+	// OpenID Connect Core section 9 recommends; some servers want their
+	// issuer identifier instead.
+	AssertionAudience string
 
 	// Scopes, if not empty, are sent as the "scope" parameter to ask for
 	// a narrower set of scopes than the one originally granted. If empty,
@@ -94,202 +133,110 @@ type OAuth2 struct {
 	// client credentials.
 	Params url.Values
 
-	// Base sends the refresh request. If nil, http.DefaultTransport is
-	// used. Redirects are never followed, so the refresh token and client
-	// secret cannot be sent to another place.
+	// Base sends the token, revocation and metadata requests. If nil,
+	// http.DefaultTransport is used. Redirects are never followed, so the
+	// refresh token and client credentials cannot be sent to another
+	// place.
 	Base http.RoundTripper
 
-	// MaxResponseBytes bounds the size of the response read. If zero,
-	// DefaultMaxResponseBytes is used.
+	// MaxResponseBytes bounds the size of each answer read: token,
+	// revocation and metadata. If zero, DefaultMaxResponseBytes is used.
 	MaxResponseBytes int64
 
-	// AllowHTTP permits a plain http:// TokenURL to a host that is not a
-	// loopback address. Tokens then cross the network unencrypted.
+	// AllowHTTP permits plain http:// endpoint and issuer URLs to hosts
+	// that are not loopback addresses. Tokens and credentials then cross
+	// the network unencrypted.
 	AllowHTTP bool
 
-	now func() time.Time // for tests; nil: time.Now
+	now  func() time.Time // for tests; nil: time.Now
+	meta metadataCache    // Issuer's metadata
 }
+
+var (
+	_ Refresher = (*OAuth2)(nil)
+	_ Revoker   = (*OAuth2)(nil)
+)
 
 // HeaderScheme declares BearerScheme: a Transport whose Scheme is not set
 // sends the access token of an OAuth2 in "Authorization: Bearer", and the
 // refresh token only to the token endpoint. See Transport.Scheme.
 func (o *OAuth2) HeaderScheme() HeaderScheme { return BearerScheme }
 
-// maxDescription bounds the length of an error description taken from a
-// token endpoint's answer.
-const maxDescription = 256
+// client returns the configuration of o's requests.
+func (o *OAuth2) client() *oauthClient {
+	return &oauthClient{
+		tokenURL: o.TokenURL, revocationURL: o.RevocationURL, issuer: o.Issuer,
+		id: o.ClientID, secret: o.ClientSecret, style: o.AuthStyle,
+		key: o.ClientKey, keyID: o.ClientKeyID, keyAlg: o.ClientKeyAlgorithm, audience: o.AssertionAudience,
+		base: o.Base, maxBytes: o.MaxResponseBytes, allowHTTP: o.AllowHTTP, now: o.now, meta: &o.meta,
+	}
+}
 
-// Refresh implements Refresher.
+// Refresh implements Refresher: it exchanges current's refresh token for new
+// tokens.
 func (o *OAuth2) Refresh(ctx context.Context, current Tokens) (Tokens, error) {
 	if current.RefreshToken == "" {
 		return Tokens{}, &RefreshError{Err: fmt.Errorf("%w: no refresh token", ErrSessionExpired)}
 	}
-	if err := checkSecureURL(o.TokenURL, o.AllowHTTP, "tokens"); err != nil {
-		return Tokens{}, &RefreshError{Err: err}
-	}
-	form := url.Values{}
+	form := make(url.Values, len(o.Params)+3)
 	for k, v := range o.Params {
 		form[k] = v
 	}
 	form.Set("grant_type", "refresh_token")
 	form.Set("refresh_token", current.RefreshToken)
-	if len(o.Scopes) > 0 {
-		form.Set("scope", strings.Join(o.Scopes, " "))
+	setScope(form, o.Scopes)
+	return o.client().requestTokens(ctx, grantRefreshToken, form, current)
+}
+
+// setScope sets the "scope" parameter of form to scopes, or removes it when
+// there are none.
+func setScope(form url.Values, scopes []string) {
+	if len(scopes) > 0 {
+		form.Set("scope", strings.Join(scopes, " "))
 	} else {
 		form.Del("scope")
 	}
-	form.Del("client_id")
-	form.Del("client_secret")
-	basic := o.ClientID != "" && o.ClientSecret != "" && o.AuthStyle == AuthStyleInHeader
-	if o.ClientID != "" && !basic {
-		form.Set("client_id", o.ClientID)
-		if o.ClientSecret != "" {
-			form.Set("client_secret", o.ClientSecret)
-		}
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, o.TokenURL, strings.NewReader(form.Encode()))
-	if err != nil {
-		return Tokens{}, &RefreshError{Err: &wrapped{"refresh request", err}}
-	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.Header.Set("Accept", "application/json")
-	if basic {
-		req.SetBasicAuth(url.QueryEscape(o.ClientID), url.QueryEscape(o.ClientSecret))
-	}
-
-	sent := time.Now()
-	if o.now != nil {
-		sent = o.now()
-	}
-	resp, err := baseOr(o.Base).RoundTrip(req)
-	if err != nil {
-		return Tokens{}, &RefreshError{Err: err}
-	}
-	defer resp.Body.Close()
-
-	body, err := readLimited(resp.Body, o.MaxResponseBytes)
-	if err != nil {
-		return Tokens{}, &RefreshError{StatusCode: resp.StatusCode, Err: err}
-	}
-	tr, decodeErr := decodeTokenResponse(resp.Header.Get("Content-Type"), body)
-	if tr.Error != "" || resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return Tokens{}, o.errorResponse(resp.StatusCode, tr, current)
-	}
-	if decodeErr != nil {
-		return Tokens{}, &RefreshError{StatusCode: resp.StatusCode, Err: decodeErr}
-	}
-	return tr.tokens(current, sent, resp.StatusCode)
 }
 
-// errorResponse returns the error for a token endpoint's error answer.
-func (o *OAuth2) errorResponse(status int, tr tokenResponse, current Tokens) error {
-	secrets := []string{current.AccessToken, current.RefreshToken, o.ClientSecret}
-	e := &RefreshError{
-		StatusCode:  status,
-		ErrorCode:   sanitizeCode(tr.Error, 64, secrets),
-		Description: sanitize(tr.ErrorDescription, maxDescription, secrets),
-	}
-	switch tr.Error {
-	case "invalid_grant", "bad_refresh_token":
-		e.Err = ErrSessionExpired
-	}
-	return e
+// Revoke implements Revoker: it revokes t's refresh token at the revocation
+// endpoint (RFC 7009, with token_type_hint=refresh_token), then its access
+// token when RevokeAccessToken is set or there is no refresh token. The
+// client authenticates as at the token endpoint. Without a revocation
+// endpoint (RevocationURL is empty and Issuer is not set or its metadata
+// names none), it does nothing and returns nil. Its errors are
+// *RevocationErrors, joined when both revocations failed; Transport.Logout
+// reports them and drops the tokens all the same.
+func (o *OAuth2) Revoke(ctx context.Context, t Tokens) error {
+	return o.client().revoke(ctx, t, o.RevokeAccessToken)
 }
 
-// tokens converts a successful answer into Tokens.
-func (tr tokenResponse) tokens(current Tokens, sent time.Time, status int) (Tokens, error) {
-	if tr.AccessToken == "" {
-		return Tokens{}, &RefreshError{StatusCode: status, Err: errNoAccessToken}
-	}
-	if tr.TokenType != "" && !strings.EqualFold(tr.TokenType, "bearer") {
-		return Tokens{}, &RefreshError{StatusCode: status,
-			Err: fmt.Errorf("autorefresh: token endpoint issued a %q token; only Bearer tokens are supported", sanitize(tr.TokenType, 32, []string{tr.AccessToken, tr.RefreshToken, current.RefreshToken}))}
-	}
-	t := Tokens{AccessToken: tr.AccessToken, RefreshToken: tr.RefreshToken, TokenType: "Bearer"}
-	if t.RefreshToken == "" {
-		t.RefreshToken = current.RefreshToken
-	}
-	if tr.ExpiresIn > 0 {
-		t.Expiry = sent.Add(time.Duration(tr.ExpiresIn) * time.Second).Round(0)
-	}
-	return t, nil
-}
-
-// tokenResponse is the answer of an OAuth 2.0 token endpoint: the fields of
-// RFC 6749 section 5.1 on success, those of section 5.2 on failure.
-type tokenResponse struct {
-	AccessToken      string    `json:"access_token"`
-	TokenType        string    `json:"token_type"`
-	RefreshToken     string    `json:"refresh_token"`
-	ExpiresIn        expiresIn `json:"expires_in"`
-	Error            string    `json:"error"`
-	ErrorDescription string    `json:"error_description"`
-}
-
-// maxExpiresIn is the largest expires_in honoured, about 100 years; a
-// larger value is taken as unknown.
-const maxExpiresIn = 100 * 366 * 24 * 60 * 60
-
-// expiresIn is a lifetime in seconds. It decodes from a JSON number or, as
-// some servers (GitHub) send it, a string holding one. Values that are not positive
-// whole numbers of seconds up to maxExpiresIn decode as 0 (unknown).
-type expiresIn int64
-
-func (e *expiresIn) UnmarshalJSON(b []byte) error {
-	s := string(b)
-	if len(s) >= 2 && s[0] == '"' {
-		if err := json.Unmarshal(b, &s); err != nil {
-			return err
-		}
-	}
-	*e = parseExpiresIn(s)
-	return nil
-}
-
-func parseExpiresIn(s string) expiresIn {
-	f, err := strconv.ParseFloat(strings.TrimSpace(s), 64)
-	if err != nil || !(f > 0 && f <= maxExpiresIn) {
-		return 0
-	}
-	return expiresIn(f)
-}
-
-// decodeTokenResponse parses a token endpoint's answer: JSON, or the
-// form-urlencoded answer of some older servers when contentType says so.
-func decodeTokenResponse(contentType string, body []byte) (tokenResponse, error) {
-	var tr tokenResponse
-	mt, _, _ := mime.ParseMediaType(contentType)
-	if mt == "application/x-www-form-urlencoded" || mt == "text/plain" {
-		if v, err := url.ParseQuery(string(body)); err == nil && (v.Has("access_token") || v.Has("error")) {
-			tr.AccessToken = v.Get("access_token")
-			tr.TokenType = v.Get("token_type")
-			tr.RefreshToken = v.Get("refresh_token")
-			tr.ExpiresIn = parseExpiresIn(v.Get("expires_in"))
-			tr.Error = v.Get("error")
-			tr.ErrorDescription = v.Get("error_description")
-			return tr, nil
-		}
-	}
-	body = trimBOM(body)
-	if err := json.Unmarshal(body, &tr); err != nil {
-		return tokenResponse{}, fmt.Errorf("%w: %s", ErrMalformedResponse, describeJSONError(err, len(body)))
-	}
-	return tr, nil
-}
-
-// String describes o with its client secret redacted.
+// String describes o with its client secret and key redacted.
 func (o *OAuth2) String() string {
 	if o == nil {
 		return "autorefresh.OAuth2(nil)"
 	}
-	return fmt.Sprintf("autorefresh.OAuth2{TokenURL: %q, ClientID: %q, ClientSecret: %s}", o.TokenURL, o.ClientID, redact(o.ClientSecret))
+	return "autorefresh.OAuth2{" + describeClient(o.TokenURL, o.Issuer, o.ClientID, o.ClientSecret, o.ClientKey) + "}"
+}
+
+// describeClient describes the configuration of an OAuth 2.0 client, its
+// secret and key redacted.
+func describeClient(tokenURL, issuer, id, secret string, key crypto.Signer) string {
+	s := fmt.Sprintf("TokenURL: %q, ", printableURL(tokenURL))
+	if issuer != "" {
+		s += fmt.Sprintf("Issuer: %q, ", printableURL(issuer))
+	}
+	s += fmt.Sprintf("ClientID: %q, ClientSecret: %s", id, redact(secret))
+	if key != nil {
+		s += ", ClientKey: " + redacted
+	}
+	return s
 }
 
 // GoString is like String.
 func (o *OAuth2) GoString() string { return o.String() }
 
 // Format implements fmt.Formatter: every verb prints String, so that the
-// client secret never shows.
+// client secret and key never show.
 func (o *OAuth2) Format(f fmt.State, verb rune) { io.WriteString(f, o.String()) }
 
 // LogValue implements slog.LogValuer: an OAuth2 logs as String.

@@ -6,228 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"mime"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 	"unicode"
 )
-
-// oauthServer is an httptest server with an OAuth 2.0 token endpoint at
-// /token (RFC 6749 sections 2.3.1, 5 and 6) and a resource server under
-// /api/ that takes bearer tokens (RFC 6750).
-type oauthServer struct {
-	*httptest.Server
-
-	// Set before the first request.
-	clientID, clientSecret string        // required client credentials; "" for none
-	expiresIn              string        // raw JSON value of expires_in; "" omits it
-	gate                   chan struct{} // not nil: token requests wait until it is closed
-
-	// Knobs, safe to change while serving.
-	noRotate     atomic.Bool            // answer without a refresh_token
-	tokenStatus  atomic.Int64           // non-zero: the token endpoint answers this status with tokenBody
-	tokenBody    atomic.Pointer[string] // set: the token endpoint answers with this body
-	tokenCT      atomic.Pointer[string] // Content-Type of tokenBody; nil: application/json
-	apiChallenge atomic.Pointer[string] // set: the API answers valid tokens with 403 and this challenge
-
-	mu       sync.Mutex      // guards the fields below
-	access   map[string]bool // valid access tokens
-	refresh  map[string]bool // refresh token -> spent
-	secrets  []string        // every token value issued
-	lastForm url.Values      // form of the last token request
-	lastHdr  http.Header     // header of the last token request
-
-	tokenCalls, apiCalls, api401s, reuses atomic.Int64
-}
-
-func newOAuthServer(t *testing.T) *oauthServer {
-	t.Helper()
-	s := &oauthServer{access: map[string]bool{}, refresh: map[string]bool{}, expiresIn: "3600"}
-	mux := http.NewServeMux()
-	mux.HandleFunc("/token", s.serveToken)
-	mux.HandleFunc("/api/", s.serveAPI)
-	s.Server = httptest.NewServer(mux)
-	t.Cleanup(s.Close)
-	return s
-}
-
-// issue mints a valid pair.
-func (s *oauthServer) issue() Tokens {
-	tok := Tokens{AccessToken: "at-" + randomString(), RefreshToken: "rt-" + randomString()}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.access[tok.AccessToken] = true
-	s.refresh[tok.RefreshToken] = false
-	s.secrets = append(s.secrets, tok.AccessToken, tok.RefreshToken)
-	return tok
-}
-
-// stale returns a pair whose access token the API refuses but whose
-// refresh token is good.
-func (s *oauthServer) stale() Tokens {
-	tok := s.issue()
-	s.mu.Lock()
-	delete(s.access, tok.AccessToken)
-	s.mu.Unlock()
-	return tok
-}
-
-// expireAll makes every access token issued so far invalid.
-func (s *oauthServer) expireAll() {
-	s.mu.Lock()
-	clear(s.access)
-	s.mu.Unlock()
-}
-
-func (s *oauthServer) valid(access string) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.access[access]
-}
-
-// issued returns every token value issued so far.
-func (s *oauthServer) issued() []string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]string(nil), s.secrets...)
-}
-
-func (s *oauthServer) last() (url.Values, http.Header) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.lastForm, s.lastHdr
-}
-
-// oauthError writes an error answer of RFC 6749 section 5.2.
-func oauthError(w http.ResponseWriter, status int, code, desc string) {
-	w.Header().Set("Content-Type", "application/json;charset=UTF-8")
-	w.Header().Set("Cache-Control", "no-store")
-	if status == http.StatusUnauthorized {
-		w.Header().Set("WWW-Authenticate", `Basic realm="token"`)
-	}
-	w.WriteHeader(status)
-	json.NewEncoder(w).Encode(map[string]string{"error": code, "error_description": desc})
-}
-
-func (s *oauthServer) serveToken(w http.ResponseWriter, r *http.Request) {
-	s.tokenCalls.Add(1)
-	if s.gate != nil {
-		select {
-		case <-s.gate:
-		case <-r.Context().Done():
-			return
-		}
-	}
-	if r.Method != http.MethodPost {
-		oauthError(w, http.StatusMethodNotAllowed, "invalid_request", "POST only")
-		return
-	}
-	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt != "application/x-www-form-urlencoded" {
-		oauthError(w, http.StatusBadRequest, "invalid_request", "want a form")
-		return
-	}
-	if err := r.ParseForm(); err != nil {
-		oauthError(w, http.StatusBadRequest, "invalid_request", "bad form")
-		return
-	}
-	s.mu.Lock()
-	s.lastForm, s.lastHdr = r.PostForm, r.Header.Clone()
-	s.mu.Unlock()
-
-	if body := s.tokenBody.Load(); body != nil {
-		ct := "application/json"
-		if p := s.tokenCT.Load(); p != nil {
-			ct = *p
-		}
-		w.Header().Set("Content-Type", ct)
-		if code := s.tokenStatus.Load(); code != 0 {
-			w.WriteHeader(int(code))
-		}
-		io.WriteString(w, *body)
-		return
-	}
-
-	// Client authentication (RFC 6749 section 2.3.1): the Basic user and
-	// password are form-urlencoded; a client uses one method only.
-	id, secret := r.PostForm.Get("client_id"), r.PostForm.Get("client_secret")
-	if user, pass, ok := r.BasicAuth(); ok {
-		if r.PostForm.Has("client_secret") {
-			oauthError(w, http.StatusBadRequest, "invalid_request", "more than one client authentication method")
-			return
-		}
-		var err1, err2 error
-		id, err1 = url.QueryUnescape(user)
-		secret, err2 = url.QueryUnescape(pass)
-		if err1 != nil || err2 != nil {
-			oauthError(w, http.StatusUnauthorized, "invalid_client", "bad encoding")
-			return
-		}
-	}
-	if s.clientID != "" && (id != s.clientID || secret != s.clientSecret) {
-		oauthError(w, http.StatusUnauthorized, "invalid_client", "Client authentication failed")
-		return
-	}
-	if gt := r.PostForm.Get("grant_type"); gt != "refresh_token" {
-		oauthError(w, http.StatusBadRequest, "unsupported_grant_type", gt)
-		return
-	}
-
-	rt := r.PostForm.Get("refresh_token")
-	s.mu.Lock()
-	spent, ok := s.refresh[rt]
-	if ok && !spent && !s.noRotate.Load() {
-		s.refresh[rt] = true
-	}
-	s.mu.Unlock()
-	if !ok || spent {
-		if spent {
-			s.reuses.Add(1)
-		}
-		// Servers do echo what they got; the client must redact it.
-		oauthError(w, http.StatusBadRequest, "invalid_grant", "refresh token "+rt+" is invalid, expired or revoked")
-		return
-	}
-	tok := s.issue()
-	answer := map[string]any{"access_token": tok.AccessToken, "token_type": "Bearer"}
-	if !s.noRotate.Load() {
-		answer["refresh_token"] = tok.RefreshToken
-	}
-	if s.expiresIn != "" {
-		answer["expires_in"] = json.RawMessage(s.expiresIn)
-	}
-	w.Header().Set("Content-Type", "application/json;charset=UTF-8")
-	w.Header().Set("Cache-Control", "no-store")
-	json.NewEncoder(w).Encode(answer)
-}
-
-func (s *oauthServer) serveAPI(w http.ResponseWriter, r *http.Request) {
-	s.apiCalls.Add(1)
-	access, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if !ok || !s.valid(access) {
-		s.api401s.Add(1)
-		w.Header().Set("WWW-Authenticate", `Bearer realm="api", error="invalid_token", error_description="The access token expired"`)
-		http.Error(w, "unauthorized", http.StatusUnauthorized)
-		return
-	}
-	if c := s.apiChallenge.Load(); c != nil {
-		w.Header().Set("WWW-Authenticate", *c)
-		http.Error(w, "forbidden", http.StatusForbidden)
-		return
-	}
-	fmt.Fprintf(w, "%s %s", r.Method, r.URL.Path)
-}
-
-// refresher returns an OAuth2 for s's token endpoint, with a fixed clock.
-func (s *oauthServer) refresher(now time.Time) *OAuth2 {
-	return &OAuth2{TokenURL: s.URL + "/token", ClientID: s.clientID, ClientSecret: s.clientSecret,
-		now: func() time.Time { return now }}
-}
 
 var testNow = time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
 
@@ -430,10 +216,10 @@ func TestOAuth2Errors(t *testing.T) {
 		wantErr    error // wrapped, if not nil
 		expired    bool
 	}{
-		{name: "invalid_client", status: 401, body: `{"error":"invalid_client"}`, wantStatus: 401, wantCode: "invalid_client"},
+		{name: "invalid_client", status: 401, body: `{"error":"invalid_client"}`, wantStatus: 401, wantCode: "invalid_client", wantErr: ErrClientRejected},
 		{name: "unauthorized_client", status: 400, body: `{"error":"unauthorized_client","error_description":"no refresh for you"}`,
-			wantStatus: 400, wantCode: "unauthorized_client"},
-		{name: "invalid_scope", status: 400, body: `{"error":"invalid_scope"}`, wantStatus: 400, wantCode: "invalid_scope"},
+			wantStatus: 400, wantCode: "unauthorized_client", wantErr: ErrClientRejected},
+		{name: "invalid_scope", status: 400, body: `{"error":"invalid_scope"}`, wantStatus: 400, wantCode: "invalid_scope", wantErr: ErrClientRejected},
 		{name: "invalid_grant", status: 400, body: `{"error":"invalid_grant"}`, wantStatus: 400, wantCode: "invalid_grant", expired: true},
 		{name: "invalid_grant as form", status: 400, ct: "application/x-www-form-urlencoded",
 			body: "error=invalid_grant&error_description=expired", wantStatus: 400, wantCode: "invalid_grant", expired: true},
@@ -757,7 +543,7 @@ func FuzzDecodeTokenResponse(f *testing.F) {
 			t.Errorf("expires_in = %d; want 0..%d", tr.ExpiresIn, maxExpiresIn)
 		}
 		if tr.AccessToken != "" {
-			tok, err := tr.tokens(Tokens{RefreshToken: "r"}, testNow, 200)
+			tok, err := tr.tokens(grantRefreshToken, Tokens{RefreshToken: "r"}, testNow, 200)
 			if err == nil && (tok.RefreshToken == "" || !tok.Expiry.IsZero() && !tok.Expiry.After(testNow)) {
 				t.Errorf("tokens = %+v; want a refresh token and no expiry in the past", tok)
 			}

@@ -29,6 +29,7 @@ var (
 	refreshBasic  = client{ID: "refresh-basic", Secret: "refresh-basic-secret"}
 	refreshPost   = client{ID: "refresh-post", Secret: "refresh-post-secret", Style: autorefresh.AuthStyleInParams}
 	refreshPublic = client{ID: "refresh-public"}
+	refreshForget = client{ID: "refresh-forget", Secret: "refresh-forget-secret"} // spent refresh tokens are forgotten: no reuse detection
 	ccBasic       = client{ID: "cc-basic", Secret: "cc-basic-secret"}
 	ccPost        = client{ID: "cc-post", Secret: "cc-post-secret", Style: autorefresh.AuthStyleInParams}
 	dpopPublic    = client{ID: "dpop-public"}
@@ -38,7 +39,21 @@ var (
 
 // oauth2 returns the library's refresher for c.
 func (c client) oauth2() *autorefresh.OAuth2 {
-	return &autorefresh.OAuth2{TokenURL: srv.url("/token"), ClientID: c.ID, ClientSecret: c.Secret, AuthStyle: c.Style}
+	o := &autorefresh.OAuth2{TokenURL: srv.url("/token"), ClientID: c.ID, ClientSecret: c.Secret, AuthStyle: c.Style}
+	if c.KeyJWT {
+		o.AuthStyle, o.ClientKey, o.ClientKeyID = autorefresh.AuthStylePrivateKeyJWT, pkjwtKey, "pkjwt-1"
+	}
+	return o
+}
+
+// credentials returns the library's client credentials refresher for c.
+func (c client) credentials() *autorefresh.ClientCredentials {
+	cc := &autorefresh.ClientCredentials{TokenURL: srv.url("/token"), ClientID: c.ID, ClientSecret: c.Secret, AuthStyle: c.Style,
+		Scopes: []string{"api:read"}}
+	if c.KeyJWT {
+		cc.AuthStyle, cc.ClientKey, cc.ClientKeyID = autorefresh.AuthStylePrivateKeyJWT, pkjwtKey, "pkjwt-1"
+	}
+	return cc
 }
 
 // authenticate adds c's credentials to the form or the header of a token,

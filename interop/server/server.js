@@ -42,7 +42,7 @@ import { readFileSync } from 'node:fs';
 import { once } from 'node:events';
 import crypto from 'node:crypto';
 
-import Provider from 'oidc-provider';
+import Provider, { errors } from 'oidc-provider';
 import { calculateJwkThumbprint, EmbeddedJWK, jwtVerify } from 'jose';
 
 const config = JSON.parse(readFileSync(process.argv[2] ?? '/dev/null', 'utf8') || '{}');
@@ -79,6 +79,13 @@ function bump(obj, ...keys) {
 // expires (a run lasts a minute). It follows the adapter interface of
 // oidc-provider's memory adapter.
 const storage = new Map(); // key -> { value, expiresAt (ms) }
+
+// forgetSpent are the clients whose refresh tokens, once rotated, are
+// deleted rather than marked as consumed: presenting one again is
+// invalid_grant ("refresh token not found") without revoking the grant, as
+// on servers that rotate refresh tokens without reuse detection. The other
+// clients keep oidc-provider's reuse detection.
+const forgetSpent = new Set(['refresh-forget']);
 const grantable = new Set(['AccessToken', 'AuthorizationCode', 'RefreshToken', 'DeviceCode', 'BackchannelAuthenticationRequest']);
 
 function put(key, value, expiresIn) {
@@ -120,7 +127,12 @@ class MapAdapter {
 
   async consume(id) {
     const payload = get(this.key(id));
-    if (payload) payload.consumed = Math.floor(Date.now() / 1000);
+    if (!payload) return;
+    if (this.model === 'RefreshToken' && forgetSpent.has(payload.clientId)) {
+      storage.delete(this.key(id));
+      return;
+    }
+    payload.consumed = Math.floor(Date.now() / 1000);
   }
 
   async destroy(id) { storage.delete(this.key(id)); }
@@ -162,6 +174,16 @@ const clients = [
     client_id: 'refresh-post',
     client_secret: 'refresh-post-secret',
     token_endpoint_auth_method: 'client_secret_post',
+    grant_types: ['authorization_code', 'refresh_token'],
+    redirect_uris: [redirectURI],
+    scope: 'openid offline_access api:read',
+  },
+  {
+    // refresh_token grant, confidential, HTTP Basic; its spent refresh
+    // tokens are forgotten, not remembered (see forgetSpent).
+    client_id: 'refresh-forget',
+    client_secret: 'refresh-forget-secret',
+    token_endpoint_auth_method: 'client_secret_basic',
     grant_types: ['authorization_code', 'refresh_token'],
     redirect_uris: [redirectURI],
     scope: 'openid offline_access api:read',
@@ -271,7 +293,7 @@ const provider = new Provider(issuer, {
       // The resource server is the one audience there is: a token asked
       // for with resource=<resourceURL> is bound to it.
       getResourceServerInfo: (ctx, resource) => {
-        if (resource !== resourceURL) throw new Provider.errors.InvalidTarget();
+        if (resource !== resourceURL) throw new errors.InvalidTarget();
         return { scope: 'api:read', audience: resourceURL, accessTokenFormat: 'opaque' };
       },
     },
