@@ -76,26 +76,13 @@ func (m *tokenManager) call(ctx context.Context, current Tokens) (Tokens, error)
 // overwritten with s's pair.
 func (m *tokenManager) reconcile(ctx context.Context, s *state, ev *RefreshEvent) (from Tokens, done *state, err error) {
 	stored, err := m.loadStore(ctx)
-	m.mu.Lock()
-	known, saved := s.stored(), s.saved
-	m.mu.Unlock()
-	switch {
-	case errors.Is(err, ErrTokensLost):
-		saved = false // save s back
-	case errors.Is(err, ErrCorruptRecord):
-		ev.StoreErr = err
-		saved = false
-	case errors.Is(err, ErrNoTokens) && known != nil:
+	switch m.view(s, stored, err) {
+	case storeUnreadable:
+		return s.tokens, nil, &RefreshError{Err: err}
+	case storeEmptied:
 		err := &RefreshError{Err: fmt.Errorf("%w: the tokens were removed from the store", ErrSessionExpired)}
 		return s.tokens, m.end(s, err, ev, nil), err
-	case err != nil && !errors.Is(err, ErrNoTokens):
-		return s.tokens, nil, &RefreshError{Err: err}
-	case err == nil && s.hasTokens() && stored.same(s.tokens):
-		// s's own pair: a save that went through though it reported
-		// an error. It is saved.
-		m.markSaved(s)
-		saved = true
-	case err == nil && (known == nil || !stored.same(*known)):
+	case storeOther:
 		// Another holder refreshed or logged in: use its pair, or
 		// refresh that one when it has expired too.
 		ns := m.newState(stored)
@@ -104,18 +91,71 @@ func (m *tokenManager) reconcile(ctx context.Context, s *state, ev *RefreshEvent
 			return s.tokens, m.adopt(s, ns), nil
 		}
 		return stored, nil, nil
-	}
-	if !saved && s.hasTokens() {
-		switch err := m.save(ctx, s.gen, s.tokens); {
-		case err == nil:
-			m.markSaved(s)
-		case errors.Is(err, ErrLockLost):
-			return s.tokens, nil, &RefreshError{Err: err}
-		default:
-			ev.StoreErr = errors.Join(ev.StoreErr, err)
+	case storeOwn:
+		m.markSaved(s) // a save that went through though it reported an error
+	case storeLost:
+		ev.StoreErr = err // what became of the record
+		err = m.saveOwn(ctx, s, ev)
+	case storeAsKnown:
+		if !m.isSaved(s) {
+			err = m.saveOwn(ctx, s, ev) // its save failed before
 		}
 	}
-	return s.tokens, nil, nil
+	return s.tokens, nil, err
+}
+
+// A storeView is what reconcile found in the store, compared with what it
+// held when a state was made.
+type storeView int
+
+const (
+	storeAsKnown    storeView = iota // what it held then: the state's pair, or its base
+	storeOwn                         // the state's own pair, not known to be saved
+	storeOther                       // a pair another holder saved
+	storeEmptied                     // nothing, where it held a pair: another holder ended the session
+	storeLost                        // a record that vanished (Redis) or is corrupt: to be written again
+	storeUnreadable                  // an error reading it
+)
+
+// view compares stored and err, what loading the store gave, with what it
+// held when s was made.
+func (m *tokenManager) view(s *state, stored Tokens, err error) storeView {
+	m.mu.Lock()
+	known, saved := s.stored(), s.saved
+	m.mu.Unlock()
+	switch {
+	case errors.Is(err, ErrTokensLost), errors.Is(err, ErrCorruptRecord):
+		return storeLost
+	case errors.Is(err, ErrNoTokens) && known != nil:
+		return storeEmptied
+	case errors.Is(err, ErrNoTokens):
+		return storeAsKnown
+	case err != nil:
+		return storeUnreadable
+	case known != nil && stored.same(*known):
+		return storeAsKnown
+	case !saved && s.hasTokens() && stored.same(s.tokens):
+		return storeOwn
+	}
+	return storeOther
+}
+
+// saveOwn saves the pair of s, if it has one, so that no other holder
+// spends the pair it replaced. A store whose lock was lost makes the
+// refresh fail; another failure is reported in ev, and the refresh goes on.
+func (m *tokenManager) saveOwn(ctx context.Context, s *state, ev *RefreshEvent) error {
+	if !s.hasTokens() {
+		return nil
+	}
+	switch err := m.save(ctx, s.gen, s.tokens); {
+	case err == nil:
+		m.markSaved(s)
+	case errors.Is(err, ErrLockLost):
+		return &RefreshError{Err: err}
+	default:
+		ev.StoreErr = errors.Join(ev.StoreErr, err)
+	}
+	return nil
 }
 
 // adopt makes ns, read from the store, replace s, and returns the current

@@ -213,6 +213,13 @@ func (m *tokenManager) markSaved(s *state) {
 	}
 }
 
+// isSaved reports whether the store holds s.
+func (m *tokenManager) isSaved(s *state) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return s.saved
+}
+
 // isCurrent reports whether s is the current state.
 func (m *tokenManager) isCurrent(s *state) bool { return m.cur.Load() == s }
 
@@ -274,10 +281,7 @@ func (m *tokenManager) load(ctx context.Context, stale *state) (*state, error) {
 // Clear failed), so that a logout is never undone by the pair it could not
 // clear.
 func (m *tokenManager) reload(ctx context.Context, s *state) (*state, error) {
-	m.mu.Lock()
-	saved := s.saved
-	m.mu.Unlock()
-	if !saved || !m.isCurrent(s) {
+	if !m.isSaved(s) || !m.isCurrent(s) {
 		return m.cur.Load(), nil
 	}
 	return m.load(ctx, s)
