@@ -95,13 +95,13 @@ func (m *tokenManager) reconcile(ctx context.Context, s *state, ev *RefreshEvent
 		m.markSaved(s) // a save that went through though it reported an error
 	case storeLost:
 		ev.StoreErr = err // what became of the record
-		err = m.saveOwn(ctx, s, ev)
+		return s.tokens, nil, m.saveOwn(ctx, s, ev)
 	case storeAsKnown:
 		if !m.isSaved(s) {
-			err = m.saveOwn(ctx, s, ev) // its save failed before
+			return s.tokens, nil, m.saveOwn(ctx, s, ev) // its save failed before
 		}
 	}
-	return s.tokens, nil, err
+	return s.tokens, nil, nil
 }
 
 // A storeView is what reconcile found in the store, compared with what it
