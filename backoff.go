@@ -18,6 +18,12 @@ const (
 	// maxBackoffValid caps the back-off of refreshes ahead of expiry:
 	// requests go out with their good token meanwhile.
 	maxBackoffValid = 5 * time.Second
+
+	// The back-off after a configuration error (a rejected client, bad
+	// metadata, an assertion that cannot be signed) is longer: retrying
+	// soon cannot help, and the errors say what to fix.
+	minBackoffConfig = time.Second
+	maxBackoffConfig = 30 * time.Second
 )
 
 // fail records a transient failure of the refresh of s at now. Further
@@ -28,7 +34,8 @@ const (
 // back-off that doubles from 100 ms up to half a second, and the first request
 // after it tries again. That keeps a token endpoint that is down from being
 // called by every request, and one that recovers from being waited for
-// long.
+// long. A configuration error holds requests back from the first failure,
+// for a second doubling up to thirty.
 func (s *state) fail(err error, now time.Time) {
 	re := (*RefreshError)(nil)
 	if !errors.As(err, &re) {
@@ -40,12 +47,24 @@ func (s *state) fail(err error, now time.Time) {
 	if !s.expiry.IsZero() {
 		ahead = max(0, min(ahead, s.expiry.Sub(now)/2))
 	}
-	s.aheadAt.Store(now.Add(ahead).UnixNano())
-	if n >= 2 {
-		d := min(minBackoff<<(n-2), maxBackoffExpired)
-		d = d/2 + rand.N(d/2+1)
-		s.retryAt.Store(now.Add(d).UnixNano())
+	var d time.Duration
+	switch {
+	case configError(err):
+		d = min(minBackoffConfig<<(n-1), maxBackoffConfig)
+		ahead = max(ahead, d)
+	case n >= 2:
+		d = min(minBackoff<<(n-2), maxBackoffExpired)
 	}
+	s.aheadAt.Store(now.Add(ahead).UnixNano())
+	if d > 0 {
+		s.retryAt.Store(now.Add(d/2 + rand.N(d/2+1)).UnixNano())
+	}
+}
+
+// configError reports whether err says that the client is configured
+// wrong, rather than that a server is unwell.
+func configError(err error) bool {
+	return errors.Is(err, ErrClientRejected) || errors.Is(err, ErrBadMetadata) || errors.Is(err, ErrClientAssertion)
 }
 
 // backoffError is the error of a refresh of s asked for at now while it is
