@@ -64,7 +64,8 @@ func (s *state) fail(err error, now time.Time) {
 // configError reports whether err says that the client is configured
 // wrong, rather than that a server is unwell.
 func configError(err error) bool {
-	return errors.Is(err, ErrClientRejected) || errors.Is(err, ErrBadMetadata) || errors.Is(err, ErrClientAssertion)
+	return errors.Is(err, ErrClientRejected) || errors.Is(err, ErrBadMetadata) || errors.Is(err, ErrClientAssertion) ||
+		errors.Is(err, ErrDPoPDowngrade) || errors.Is(err, ErrDPoPKeyMissing)
 }
 
 // backoffError is the error of a refresh of s asked for at now while it is

@@ -106,6 +106,12 @@ type ClientCredentials struct {
 	// the network unencrypted.
 	AllowHTTP bool
 
+	// DPoP, if not nil, makes the tokens sender-constrained (RFC 9449):
+	// every token request carries a proof of its key, and the tokens come
+	// back bound to it, of type "DPoP". A Transport whose own DPoP is nil
+	// uses this one for its requests. See DPoP.
+	DPoP *DPoP
+
 	now  func() time.Time // for tests; nil: time.Now
 	meta metadataCache    // Issuer's metadata
 }
@@ -129,8 +135,11 @@ func (c *ClientCredentials) client() *oauthClient {
 		id: c.ClientID, secret: c.ClientSecret, style: c.AuthStyle,
 		key: c.ClientKey, keyID: c.ClientKeyID, keyAlg: c.ClientKeyAlgorithm, audience: c.AssertionAudience,
 		base: c.Base, maxBytes: c.MaxResponseBytes, allowHTTP: c.AllowHTTP, now: c.now, meta: &c.meta,
+		dpop: c.DPoP,
 	}
 }
+
+func (c *ClientCredentials) dpopConfig() *DPoP { return c.DPoP }
 
 // Start implements Starter: it asks the token endpoint for an access token
 // with the client's credentials (grant_type=client_credentials). The Tokens

@@ -251,3 +251,129 @@ func TestDPoPPrintsNoKey(t *testing.T) {
 		}
 	}
 }
+
+// dpopOAuth2 returns a Transport whose OAuth2 refresher uses d, over store.
+func dpopOAuth2(srv *autorefreshtest.Server, d *autorefresh.DPoP, store autorefresh.TokenStore) *autorefresh.Transport {
+	return &autorefresh.Transport{Store: store, Refresher: &autorefresh.OAuth2{TokenURL: srv.URL + "/oauth/token", DPoP: d}}
+}
+
+func TestDPoPOAuth2Refresh(t *testing.T) {
+	srv, d, tok := dpopSetup(t, autorefreshtest.Options{RequireDPoP: true, RequireDPoPNonce: true})
+	tr := dpopOAuth2(srv, d, autorefresh.NewMemoryStore(tok)) // the Transport uses the refresher's DPoP
+	c := autorefresh.NewClient(nil, tr)
+	if code, err := getStatus(t, c, srv.URL+"/api/me"); code != 200 {
+		t.Fatalf("status = %d, %v; want 200", code, err)
+	}
+	srv.ExpireAccessTokens()
+	srv.RotateDPoPNonce() // the token endpoint asks for a new nonce too
+	before := srv.Stats().Refreshes
+	const n = 50
+	var wg sync.WaitGroup
+	for range n {
+		wg.Go(func() {
+			if code, err := getStatus(t, c, srv.URL+"/api/me"); code != 200 {
+				t.Errorf("status = %d, %v; want 200", code, err)
+			}
+		})
+	}
+	wg.Wait()
+	if got := srv.Stats().Refreshes - before; got != 1 {
+		t.Errorf("refreshes = %d; want 1 for a burst of %d", got, n)
+	}
+	cur, err := tr.Tokens(context.Background())
+	if err != nil || cur.TokenType != "DPoP" {
+		t.Errorf("tokens after the refresh: type %q, %v; want DPoP", cur.TokenType, err)
+	}
+	if r := srv.Stats().DPoPRefusals; r != (autorefreshtest.DPoPRefusals{}) {
+		t.Errorf("server refused proofs: %+v", r)
+	}
+}
+
+func TestDPoPDowngradeRefused(t *testing.T) {
+	for _, allow := range []bool{false, true} {
+		t.Run(fmt.Sprintf("AllowBearer %v", allow), func(t *testing.T) {
+			srv, d, tok := dpopSetup(t, autorefreshtest.Options{})
+			d.AllowBearer = allow
+			tr := dpopOAuth2(srv, d, autorefresh.NewMemoryStore(tok))
+			srv.SetDPoPDowngrade(true)
+			srv.ExpireAccessTokens()
+			code, err := getStatus(t, autorefresh.NewClient(nil, tr), srv.URL+"/api/me")
+			if !allow {
+				if !errors.Is(err, autorefresh.ErrDPoPDowngrade) || errors.Is(err, autorefresh.ErrSessionExpired) {
+					t.Errorf("error = %v; want ErrDPoPDowngrade, the session kept", err)
+				}
+				return
+			}
+			if code != 200 {
+				t.Fatalf("status = %d, %v; want 200 with the Bearer token", code, err)
+			}
+			if cur, _ := tr.Tokens(context.Background()); cur.TokenType != "Bearer" {
+				t.Errorf("token type = %q; want Bearer", cur.TokenType)
+			}
+		})
+	}
+}
+
+func TestDPoPClientCredentials(t *testing.T) {
+	srv := autorefreshtest.NewServer(autorefreshtest.Options{RequireDPoP: true, RequireDPoPNonce: true,
+		Clients: []autorefreshtest.Client{{ID: "svc", Secret: "svc-secret-123456"}}})
+	t.Cleanup(srv.Close)
+	key, err := autorefresh.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := &autorefresh.Transport{Store: autorefresh.NewMemoryStore(autorefresh.Tokens{}),
+		Refresher: &autorefresh.ClientCredentials{TokenURL: srv.URL + "/oauth/token", ClientID: "svc", ClientSecret: "svc-secret-123456",
+			DPoP: &autorefresh.DPoP{Key: key}}}
+	c := autorefresh.NewClient(nil, tr)
+	for range 3 {
+		if code, err := getStatus(t, c, srv.URL+"/api/me"); code != 200 {
+			t.Fatalf("status = %d, %v; want 200", code, err)
+		}
+	}
+	if st := srv.Stats(); st.ClientCredentialsGrants != 1 {
+		t.Errorf("client credentials grants = %d; want 1", st.ClientCredentialsGrants)
+	}
+	if cur, _ := tr.Tokens(context.Background()); cur.TokenType != "DPoP" {
+		t.Errorf("token type = %q; want DPoP", cur.TokenType)
+	}
+}
+
+// TestDPoPKeyAfterRestart restarts a program, a new Transport over the same
+// token file: with the key it kept in a file beside it, the session goes
+// on; with a new key, the bound refresh token cannot be refreshed.
+func TestDPoPKeyAfterRestart(t *testing.T) {
+	srv := autorefreshtest.NewServer(autorefreshtest.Options{RequireDPoP: true})
+	t.Cleanup(srv.Close)
+	dir := t.TempDir()
+	keyPath, tokPath := dir+"/dpop-key.pem", dir+"/tokens.json"
+	key, err := autorefresh.LoadOrCreateKey(keyPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &autorefresh.DPoP{Key: key}
+	tok := dpopGrant(t, srv, d, url.Values{"grant_type": {"password"}, "username": {"alice"}, "password": {"wonderland"}})
+	if err := autorefresh.NewFileStore(tokPath).Save(context.Background(), tok); err != nil {
+		t.Fatal(err)
+	}
+	srv.ExpireAccessTokens()
+
+	kept, err := autorefresh.LoadOrCreateKey(keyPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := dpopOAuth2(srv, &autorefresh.DPoP{Key: kept}, autorefresh.NewFileStore(tokPath))
+	if code, err := getStatus(t, autorefresh.NewClient(nil, tr), srv.URL+"/api/me"); code != 200 {
+		t.Fatalf("after a restart with the kept key: status = %d, %v; want 200", code, err)
+	}
+
+	srv.ExpireAccessTokens()
+	other, err := autorefresh.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr = dpopOAuth2(srv, &autorefresh.DPoP{Key: other}, autorefresh.NewFileStore(tokPath))
+	if _, err := getStatus(t, autorefresh.NewClient(nil, tr), srv.URL+"/api/me"); !errors.Is(err, autorefresh.ErrSessionExpired) {
+		t.Errorf("after a restart with another key: %v; want ErrSessionExpired (the refresh token is bound to the old key)", err)
+	}
+}

@@ -148,6 +148,12 @@ type OAuth2 struct {
 	// the network unencrypted.
 	AllowHTTP bool
 
+	// DPoP, if not nil, makes the tokens sender-constrained (RFC 9449):
+	// every token request carries a proof of its key, and the tokens come
+	// back bound to it, of type "DPoP". A Transport whose own DPoP is nil
+	// uses this one for its requests. See DPoP.
+	DPoP *DPoP
+
 	now  func() time.Time // for tests; nil: time.Now
 	meta metadataCache    // Issuer's metadata
 }
@@ -169,14 +175,22 @@ func (o *OAuth2) client() *oauthClient {
 		id: o.ClientID, secret: o.ClientSecret, style: o.AuthStyle,
 		key: o.ClientKey, keyID: o.ClientKeyID, keyAlg: o.ClientKeyAlgorithm, audience: o.AssertionAudience,
 		base: o.Base, maxBytes: o.MaxResponseBytes, allowHTTP: o.AllowHTTP, now: o.now, meta: &o.meta,
+		dpop: o.DPoP,
 	}
 }
+
+func (o *OAuth2) dpopConfig() *DPoP { return o.DPoP }
 
 // Refresh implements Refresher: it exchanges current's refresh token for new
 // tokens.
 func (o *OAuth2) Refresh(ctx context.Context, current Tokens) (Tokens, error) {
 	if current.RefreshToken == "" {
 		return Tokens{}, &RefreshError{Err: fmt.Errorf("%w: no refresh token", ErrSessionExpired)}
+	}
+	if isDPoP(current) && o.DPoP == nil {
+		// Its refresh token may be bound to a key: refreshing without it
+		// could end the session.
+		return Tokens{}, &RefreshError{Err: ErrDPoPKeyMissing}
 	}
 	form := make(url.Values, len(o.Params)+3)
 	for k, v := range o.Params {

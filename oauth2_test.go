@@ -543,7 +543,7 @@ func FuzzDecodeTokenResponse(f *testing.F) {
 			t.Errorf("expires_in = %d; want 0..%d", tr.ExpiresIn, maxExpiresIn)
 		}
 		if tr.AccessToken != "" {
-			tok, err := tr.tokens(grantRefreshToken, Tokens{RefreshToken: "r"}, testNow, 200)
+			tok, err := tr.tokens(grantRefreshToken, Tokens{RefreshToken: "r"}, nil, testNow, 200)
 			if err == nil && (tok.RefreshToken == "" || !tok.Expiry.IsZero() && !tok.Expiry.After(testNow)) {
 				t.Errorf("tokens = %+v; want a refresh token and no expiry in the past", tok)
 			}

@@ -96,7 +96,7 @@ func (c *oauthClient) revoke(ctx context.Context, t Tokens, access bool) error {
 // means it is revoked (or was not valid anyway: RFC 7009 section 2.2).
 func (c *oauthClient) revokeToken(ctx context.Context, ep endpoints, hint, token string, t Tokens) error {
 	form := url.Values{"token": {token}, "token_type_hint": {hint}}
-	a, err := c.post(ctx, ep.revocation, c.assertionAudience(ep), form)
+	a, err := c.post(ctx, ep.revocation, c.assertionAudience(ep), form, nil)
 	if a != nil && a.status >= 200 && a.status <= 299 {
 		return nil
 	}

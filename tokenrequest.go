@@ -55,6 +55,7 @@ type oauthClient struct {
 	allowHTTP bool
 	now       func() time.Time // nil: time.Now
 	meta      *metadataCache
+	dpop      *DPoP // nil: no proofs
 }
 
 func (c *oauthClient) clock() time.Time {
@@ -91,7 +92,7 @@ var reservedParams = []string{"client_id", "client_secret", "client_assertion", 
 // post does not modify form. Its errors are those of the configuration or
 // of sending (no answer), or of reading the answer (then a is not nil and
 // has the status).
-func (c *oauthClient) post(ctx context.Context, endpoint, aud string, form url.Values) (a *answer, err error) {
+func (c *oauthClient) post(ctx context.Context, endpoint, aud string, form url.Values, prove func(http.Header) error) (a *answer, err error) {
 	if err := checkSecureURL(endpoint, c.allowHTTP, "credentials"); err != nil {
 		return nil, err
 	}
@@ -112,6 +113,11 @@ func (c *oauthClient) post(ctx context.Context, endpoint, aud string, form url.V
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.Header.Set("Accept", "application/json")
+	if prove != nil {
+		if err := prove(req.Header); err != nil {
+			return nil, err
+		}
+	}
 	if auth.basic {
 		req.SetBasicAuth(url.QueryEscape(c.id), url.QueryEscape(c.secret))
 	}
@@ -146,7 +152,7 @@ func (c *oauthClient) requestTokens(ctx context.Context, g grant, form url.Value
 	if err != nil {
 		return Tokens{}, &RefreshError{Err: err}
 	}
-	a, err := c.post(ctx, ep.token, c.assertionAudience(ep), form)
+	a, err := c.postToken(ctx, ep.token, c.assertionAudience(ep), form)
 	if err != nil {
 		re := &RefreshError{Err: err}
 		if a != nil {
@@ -154,12 +160,53 @@ func (c *oauthClient) requestTokens(ctx context.Context, g grant, form url.Value
 		}
 		return Tokens{}, re
 	}
-	return a.tokens(g, current)
+	return a.tokens(g, current, c.dpop)
 }
 
-// tokens reads a token answer: the tokens of a successful one, or the
-// *RefreshError for any other.
-func (a *answer) tokens(g grant, current Tokens) (Tokens, error) {
+// postToken is post for a token request: with DPoP, each attempt carries a
+// new proof, and an answer that asks for a nonce (400 use_dpop_nonce with a
+// DPoP-Nonce header) is retried once with it. Every answer's nonce is kept
+// for the next requests to the token endpoint.
+func (c *oauthClient) postToken(ctx context.Context, endpoint, aud string, form url.Values) (*answer, error) {
+	if c.dpop == nil {
+		return c.post(ctx, endpoint, aud, form, nil)
+	}
+	u, err := url.Parse(endpoint)
+	if err != nil {
+		return nil, &wrapped{"token request", err}
+	}
+	d := c.dpop
+	prove := func(h http.Header) error {
+		proof, err := d.proof(&d.tokenNonces, http.MethodPost, u, "")
+		if err == nil {
+			h.Set(dpopHeader, proof)
+		}
+		return err
+	}
+	for retried := false; ; retried = true {
+		a, err := c.post(ctx, endpoint, aud, form, prove)
+		if a == nil {
+			return a, err
+		}
+		_, gave := d.tokenNonces.update(u, a.header)
+		if err != nil || retried || !gave || a.status != http.StatusBadRequest || a.errorCode() != "use_dpop_nonce" {
+			return a, err
+		}
+	}
+}
+
+// errorCode returns the "error" of a JSON error answer, or "".
+func (a *answer) errorCode() string {
+	var e struct {
+		Error string `json:"error"`
+	}
+	json.Unmarshal(trimBOM(a.body), &e)
+	return e.Error
+}
+
+// tokens reads a token answer to a request made with d (nil: without DPoP):
+// the tokens of a successful one, or the *RefreshError for any other.
+func (a *answer) tokens(g grant, current Tokens, d *DPoP) (Tokens, error) {
 	tr, decodeErr := decodeTokenResponse(a.header.Get("Content-Type"), a.body)
 	if tr.Error != "" || a.status < 200 || a.status > 299 {
 		secrets := append([]string{current.AccessToken, current.RefreshToken}, a.secrets...)
@@ -174,7 +221,7 @@ func (a *answer) tokens(g grant, current Tokens) (Tokens, error) {
 	if decodeErr != nil {
 		return Tokens{}, &RefreshError{StatusCode: a.status, Err: decodeErr}
 	}
-	return tr.tokens(g, current, a.sent, a.status)
+	return tr.tokens(g, current, d, a.sent, a.status)
 }
 
 // rejection returns what an error answer (status, code) to a request for
@@ -207,16 +254,15 @@ func rejection(g grant, status int, code string) error {
 // Tokens. A refresh answer without a refresh token keeps current's; a
 // client credentials answer never has one (RFC 6749 section 4.4.3 says a
 // server should not issue one, and nothing would use it).
-func (tr tokenResponse) tokens(g grant, current Tokens, sent time.Time, status int) (Tokens, error) {
+func (tr tokenResponse) tokens(g grant, current Tokens, d *DPoP, sent time.Time, status int) (Tokens, error) {
 	if tr.AccessToken == "" {
 		return Tokens{}, &RefreshError{StatusCode: status, Err: errNoAccessToken}
 	}
-	// Issue 16 accepts "DPoP" here when the client sent a proof.
-	if tr.TokenType != "" && !strings.EqualFold(tr.TokenType, "bearer") {
-		return Tokens{}, &RefreshError{StatusCode: status,
-			Err: fmt.Errorf("autorefresh: token endpoint issued a %q token; only Bearer tokens are supported", sanitize(tr.TokenType, 32, []string{tr.AccessToken, tr.RefreshToken, current.RefreshToken}))}
+	typ, err := tr.tokenType(d)
+	if err != nil {
+		return Tokens{}, &RefreshError{StatusCode: status, Err: err}
 	}
-	t := Tokens{AccessToken: tr.AccessToken, RefreshToken: tr.RefreshToken, TokenType: "Bearer"}
+	t := Tokens{AccessToken: tr.AccessToken, RefreshToken: tr.RefreshToken, TokenType: typ}
 	switch {
 	case g == grantClientCredentials:
 		t.RefreshToken = ""
@@ -227,6 +273,27 @@ func (tr tokenResponse) tokens(g grant, current Tokens, sent time.Time, status i
 		t.Expiry = sent.Add(time.Duration(tr.ExpiresIn) * time.Second).Round(0)
 	}
 	return t, nil
+}
+
+// tokenType returns the type of the tokens of tr, an answer to a request
+// made with d (nil: without DPoP): "Bearer" (also when the answer has no
+// token_type), or "DPoP" when a proof was sent. A Bearer answer to a DPoP
+// request is a downgrade, refused unless d.AllowBearer; a DPoP answer
+// without a proof, or another type, cannot be used.
+func (tr tokenResponse) tokenType(d *DPoP) (string, error) {
+	switch {
+	case tr.TokenType == "" || strings.EqualFold(tr.TokenType, "bearer"):
+		if d != nil && !d.AllowBearer {
+			return "", ErrDPoPDowngrade
+		}
+		return "Bearer", nil
+	case strings.EqualFold(tr.TokenType, "dpop") && d != nil:
+		return "DPoP", nil
+	case strings.EqualFold(tr.TokenType, "dpop"):
+		return "", ErrDPoPKeyMissing
+	}
+	return "", fmt.Errorf("%w: the token endpoint issued a %q token; only Bearer and DPoP tokens are supported",
+		ErrMalformedResponse, sanitize(tr.TokenType, 32, []string{tr.AccessToken, tr.RefreshToken}))
 }
 
 // tokenResponse is the answer of an OAuth 2.0 token endpoint: the fields of
