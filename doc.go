@@ -25,9 +25,11 @@
 // Stores: [MemoryStore], [FileStore] (a JSON file shared safely between
 // processes) and, in its own module, a Redis store for many replicas.
 // Refreshers: [Endpoint] (a GET with accessToken and refreshToken headers
-// answered by JSON) and [OAuth2] (RFC 6749 section 6), or any [RefreshFunc].
-// [Transport.Login], [Transport.Resume] and [Transport.Logout] start and
-// end sessions.
+// answered by JSON), [OAuth2] (RFC 6749 section 6, with discovery,
+// revocation on logout and private_key_jwt) and [ClientCredentials] (RFC
+// 6749 section 4.4, for services), or any [RefreshFunc]. A [DPoP] key makes
+// the tokens sender-constrained (RFC 9449). [Transport.Login],
+// [Transport.Resume] and [Transport.Logout] start and end sessions.
 //
 // When the refresh token is rejected, the store is cleared and requests
 // fail with an error matching [ErrSessionExpired]. A transient failure
