@@ -3,6 +3,7 @@ package autorefresh
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -619,3 +620,82 @@ func TestEarlyRefreshSetIsTakenAtItsWord(t *testing.T) {
 		})
 	}
 }
+
+// ctxSaveStore is a MemoryStore whose Save honours its context, as a store
+// over the network does (Redis with ContextTimeoutEnabled): it fails when
+// the context is done. It records whether every Save had a deadline.
+type ctxSaveStore struct {
+	MemoryStore
+	saves, unbounded atomic.Int64
+}
+
+func (s *ctxSaveStore) Save(ctx context.Context, t Tokens) error {
+	s.saves.Add(1)
+	if _, ok := ctx.Deadline(); !ok {
+		s.unbounded.Add(1)
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return s.MemoryStore.Save(ctx, t)
+}
+
+// ctxSaveLocker is a ctxSaveStore that is a Locker, in process.
+type ctxSaveLocker struct {
+	ctxSaveStore
+	mu sync.Mutex
+}
+
+func (s *ctxSaveLocker) Lock(ctx context.Context) (func(), error) {
+	s.mu.Lock()
+	return s.mu.Unlock, nil
+}
+
+// TestSaveOutlivesRefreshTimeout: a refresh whose answer arrives when
+// RefreshTimeout has run out still has its new pair saved, by a store
+// whose Save gives up when its context is done: the save gets a bounded
+// time of its own, since the pair may hold the only copy of a rotated
+// refresh token.
+func TestSaveOutlivesRefreshTimeout(t *testing.T) {
+	for _, locker := range []bool{false, true} {
+		t.Run(fmt.Sprintf("Locker %v", locker), func(t *testing.T) {
+			srv := newProtoServer(t)
+			var store interface {
+				TokenStore
+				counts() (saves, unbounded int64)
+			} = &ctxSaveStore{}
+			if locker {
+				store = &ctxSaveLocker{}
+			}
+			stale := srv.stale()
+			store.Save(context.Background(), stale)
+			var fresh Tokens
+			var events eventRecorder
+			tr := &Transport{
+				Store:          store,
+				RefreshTimeout: 50 * time.Millisecond,
+				OnRefresh:      events.record,
+				// The answer comes when the refresh's time is up.
+				Refresher: RefreshFunc(func(ctx context.Context, cur Tokens) (Tokens, error) {
+					<-ctx.Done()
+					fresh = srv.issue()
+					return fresh, nil
+				}),
+			}
+			if code, _ := get(t, NewClient(nil, tr), srv.URL+"/api/x"); code != 200 {
+				t.Errorf("status = %d; want 200", code)
+			}
+			if got, err := store.Load(context.Background()); err != nil || got != fresh {
+				t.Errorf("store holds %v, %v; want the refreshed pair", got, err)
+			}
+			if evs := events.all(); len(evs) != 1 || evs[0].Err != nil || evs[0].StoreErr != nil {
+				t.Errorf("events = %+v; want one successful refresh without a store error", evs)
+			}
+			if saves, unbounded := store.counts(); saves != 2 || unbounded != 1 {
+				t.Errorf("saves = %d, without a deadline = %d; want 2 and 1 (the set-up)", saves, unbounded)
+			}
+		})
+	}
+}
+
+func (s *ctxSaveStore) counts() (saves, unbounded int64) { return s.saves.Load(), s.unbounded.Load() }
