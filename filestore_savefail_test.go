@@ -69,7 +69,7 @@ func failEachPair(n int) func(autorefresh.Tokens) bool {
 // Transport's saves fail: once (the retry of the save gets through); for a
 // whole refresh (three attempts, so that the new pair is only in memory, and
 // its next refresh must save it before refreshing it rather than take the
-// spent pair in the file). The other
+// spent pair in the file); or for two refreshes in a row. The other
 // Transport sends only once a save went through: before that, it could
 // only spend the pair in the file, which no Transport can prevent. Every
 // request succeeds, no refresh token is presented twice, and the file ends
@@ -83,6 +83,9 @@ func TestFailedSaveDoesNotSpendOldRefreshToken(t *testing.T) {
 		{"save fails once", 1, [][]int{{0, 1}, {1, 0}, {0, 1}, {2}}},
 		{"save fails once, both at once", 1, [][]int{{2}, {2}, {2}, {2}}},
 		{"save fails for a whole refresh", 3, [][]int{{0}, {0, 1}, {1, 0}, {2}}},
+		// The first refresh's three attempts, then the second's attempt
+		// before it refreshes and its three after.
+		{"saves fail for two refreshes in a row", 7, [][]int{{0}, {0}, {0, 1}, {1, 0}, {2}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

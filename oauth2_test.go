@@ -867,8 +867,9 @@ func TestOAuth2ErrorWithShortToken(t *testing.T) {
 }
 
 // TestOAuth2AnswerWithBOM: token endpoint answers that start with a UTF-8
-// byte order mark are read as without it: tokens, and errors, whose
-// invalid_grant still ends the session.
+// byte order mark are read as without it: tokens (JSON, or form-encoded as
+// some older servers answer), and errors, whose invalid_grant still ends the
+// session.
 func TestOAuth2AnswerWithBOM(t *testing.T) {
 	tests := []struct {
 		name, contentType, body string
@@ -876,6 +877,7 @@ func TestOAuth2AnswerWithBOM(t *testing.T) {
 		wantErr                 error // nil: the tokens of the answer
 	}{
 		{"JSON", "application/json", `{"access_token":"new-access","token_type":"Bearer","expires_in":60,"refresh_token":"new-refresh"}`, 0, nil},
+		{"form-encoded", "application/x-www-form-urlencoded", "access_token=new-access&token_type=bearer&expires_in=60&refresh_token=new-refresh", 0, nil},
 		{"invalid_grant", "application/json", `{"error":"invalid_grant"}`, 400, ErrSessionExpired},
 	}
 	for _, tt := range tests {

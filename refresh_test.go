@@ -699,3 +699,65 @@ func TestSaveOutlivesRefreshTimeout(t *testing.T) {
 }
 
 func (s *ctxSaveStore) counts() (saves, unbounded int64) { return s.saves.Load(), s.unbounded.Load() }
+
+// fileEnv is a protoServer whose access tokens are JWTs living ten minutes
+// (their expiry is only in the "exp" claim: refresh answers carry none), and
+// a Transport on a FileStore, which records that expiry in the file and
+// returns it in Tokens.Expiry, that has refreshed once: the pair it holds
+// is the one it saved.
+func fileEnv(t *testing.T) (*protoServer, *Transport, *FileStore, *eventRecorder) {
+	t.Helper()
+	srv := newProtoServer(t)
+	srv.jwtTTL = 10 * time.Minute
+	store := NewFileStore(tokenPath(t))
+	if err := store.Save(context.Background(), srv.issue()); err != nil {
+		t.Fatal(err)
+	}
+	events := &eventRecorder{}
+	tr := &Transport{Store: store, Refresher: &Endpoint{URL: srv.URL + "/auth/refreshtoken"}, OnRefresh: events.record}
+	srv.expireAll()
+	if code, _ := get(t, NewClient(nil, tr), srv.URL+"/api/x"); code != 200 || srv.refreshCalls.Load() != 1 {
+		t.Fatalf("first refresh: status %d, %d refresh calls; want 200 and 1", code, srv.refreshCalls.Load())
+	}
+	return srv, tr, store, events
+}
+
+// TestRefusalAfterSaveToFileRefreshes: a Transport that saved its pair to a
+// FileStore, and is refused, refreshes that pair: the file holding the same
+// pair (with the expiry the file records) is not a newer pair saved by
+// another holder.
+func TestRefusalAfterSaveToFileRefreshes(t *testing.T) {
+	srv, tr, _, events := fileEnv(t)
+	srv.expireAll()
+	if code, _ := get(t, NewClient(nil, tr), srv.URL+"/api/x"); code != 200 {
+		t.Errorf("status after the second refusal = %d; want 200, refreshed and sent again", code)
+	}
+	if n := srv.refreshCalls.Load(); n != 2 {
+		t.Errorf("refresh calls = %d; want 2", n)
+	}
+	for i, ev := range events.all() {
+		if ev.Adopted {
+			t.Errorf("event %d adopted the pair in the file, which is the Transport's own", i)
+		}
+	}
+}
+
+// TestRejectionAfterSaveToFileEndsSession: a Transport that saved its pair
+// to a FileStore, and whose refresh token is then rejected, ends the session
+// at once: the requests refused meanwhile fail with ErrSessionExpired and
+// the file is removed.
+func TestRejectionAfterSaveToFileEndsSession(t *testing.T) {
+	srv, tr, store, _ := fileEnv(t)
+	srv.expireAll()
+	srv.refreshStatus.Store(401)
+	_, err := NewClient(nil, tr).Get(srv.URL + "/api/x")
+	if !errors.Is(err, ErrSessionExpired) {
+		t.Errorf("error = %v; want ErrSessionExpired", err)
+	}
+	if n := srv.refreshCalls.Load(); n != 2 {
+		t.Errorf("refresh calls = %d; want 2", n)
+	}
+	if _, err := store.Load(context.Background()); !errors.Is(err, ErrNoTokens) {
+		t.Errorf("store Load: %v; want ErrNoTokens", err)
+	}
+}
