@@ -95,3 +95,20 @@ func TestEndpointMalformedAnswerText(t *testing.T) {
 		}
 	}
 }
+
+// TestEndpointAnswerWithBOM: a refresh answer that starts with a UTF-8 byte
+// order mark is accepted (the server has already rotated the refresh token
+// when it sends it), through the Transport too.
+func TestEndpointAnswerWithBOM(t *testing.T) {
+	srv := newProtoServer(t)
+	fresh := srv.issue()
+	body := "\ufeff" + `{"accessToken": "` + fresh.AccessToken + `", "refreshToken": "` + fresh.RefreshToken + `"}`
+	srv.refreshBody.Store(&body)
+	tr, store := srv.transport(srv.stale())
+	if code, _ := get(t, NewClient(nil, tr), srv.URL+"/api/x"); code != 200 {
+		t.Errorf("status = %d; want 200 after a refresh answered with a BOM", code)
+	}
+	if saved, err := store.Load(context.Background()); err != nil || saved.AccessToken != fresh.AccessToken || saved.RefreshToken != fresh.RefreshToken {
+		t.Errorf("store holds %v, %v; want the pair of the answer", saved, err)
+	}
+}

@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -29,6 +30,10 @@ const (
 	helperFile   = "AUTOREFRESH_TEST_TOKEN_FILE"
 	helperURL    = "AUTOREFRESH_TEST_SERVER_URL"
 	helperNoLock = "AUTOREFRESH_TEST_NO_LOCK"
+
+	// helperFailSaves, if set to n > 0, makes a refresh child fail its
+	// first n attempts to save each pair.
+	helperFailSaves = "AUTOREFRESH_TEST_FAIL_SAVES"
 )
 
 // Settings of the multi-process refresh test.
@@ -50,19 +55,23 @@ func helperCommand(t *testing.T, role string, env ...string) *exec.Cmd {
 	return cmd
 }
 
+// helperRoles are the bodies of the helper processes by role. Files for
+// some systems add roles of their own.
+var helperRoles = map[string]func() error{
+	"refresh": refreshChild,
+	"locker":  lockerChild,
+}
+
 // TestHelperProcess is not a test: it is the body of the helper processes,
 // and does nothing unless helperEnv is set.
 func TestHelperProcess(t *testing.T) {
-	var err error
-	switch os.Getenv(helperEnv) {
-	case "":
+	role := os.Getenv(helperEnv)
+	if role == "" {
 		return
-	case "refresh":
-		err = refreshChild()
-	case "locker":
-		err = lockerChild()
-	default:
-		err = fmt.Errorf("unknown helper role %q", os.Getenv(helperEnv))
+	}
+	err := fmt.Errorf("unknown helper role %q", role)
+	if body, ok := helperRoles[role]; ok {
+		err = body()
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "helper:", err)
@@ -88,6 +97,9 @@ type childResult struct {
 	Generations []string // hashes of the access tokens used, in order
 	Refreshes   int      // refreshes this process made at the endpoint
 	Adopted     int      // refreshes this process took from the file
+	FailedSaves int      // saves that failed (injected with helperFailSaves)
+	StoreErrors int      // refresh events that reported an error of the store
+	Ended       int      // refreshes that ended the session
 }
 
 func tokenHash(access string) string {
@@ -99,88 +111,144 @@ func tokenHash(access string) string {
 // stdin, then sends requests until it has used minGenerations access tokens
 // or a request failed, and prints its childResult as JSON.
 func refreshChild() error {
-	var store autorefresh.TokenStore = autorefresh.NewFileStore(os.Getenv(helperFile))
-	if os.Getenv(helperNoLock) != "" {
-		store = unlockedStore{store.(*autorefresh.FileStore)}
-	}
-	base := os.Getenv(helperURL)
-	var res childResult
-	// Refreshes ahead of expiry run in the background, beside the
-	// requests: count them with atomics.
-	var adopted, refreshed, proactiveEnded atomic.Int64
-	tr := &autorefresh.Transport{
-		Store:     store,
-		Refresher: &autorefresh.Endpoint{URL: base + "/auth/refreshtoken"},
-		OnRefresh: func(ev autorefresh.RefreshEvent) {
-			switch {
-			case ev.Err != nil:
-			case ev.Adopted:
-				adopted.Add(1)
-			default:
-				refreshed.Add(1)
-			}
-			if ev.Proactive {
-				proactiveEnded.Add(1)
-			}
-		},
-	}
-	client := &http.Client{Transport: tr}
-	ctx := context.Background()
-	seen := map[string]bool{}
-	observe := func() error {
-		tok, err := tr.Tokens(ctx)
-		if err != nil {
-			return err
-		}
-		if h := tokenHash(tok.AccessToken); !seen[h] {
-			seen[h] = true
-			res.Generations = append(res.Generations, h)
-		}
-		return nil
-	}
+	c := newRefreshClient(childStore())
 	// Every child holds the same tokens before any of them refreshes.
-	if err := observe(); err != nil {
+	if err := c.observe(); err != nil {
 		return err
 	}
 	fmt.Println("ready")
 	if line, err := bufio.NewReader(os.Stdin).ReadString('\n'); line != "go\n" {
 		return fmt.Errorf("waiting for go: %q, %v", line, err)
 	}
-
-	fail := func(err error) {
-		res.Failures++
-		if res.FirstError == "" {
-			res.FirstError = err.Error()
-		}
+	c.run(minGenerations, maxRequests)
+	if err := c.settle(); err != nil {
+		return err
 	}
-	for len(res.Generations) < minGenerations && res.Requests < maxRequests && res.Failures == 0 {
-		res.Requests++
-		resp, err := client.Get(base + "/api/me")
+	return json.NewEncoder(os.Stdout).Encode(c.result())
+}
+
+// childStore returns the store of a refresh child: the shared FileStore,
+// without its lock if helperNoLock is set, or failing the first attempts to
+// save each pair if helperFailSaves is set.
+func childStore() autorefresh.TokenStore {
+	fs := autorefresh.NewFileStore(os.Getenv(helperFile))
+	if os.Getenv(helperNoLock) != "" {
+		return unlockedStore{fs}
+	}
+	if n, _ := strconv.Atoi(os.Getenv(helperFailSaves)); n > 0 {
+		return &failingSaves{FileStore: fs, fail: failEachPair(n)}
+	}
+	return fs
+}
+
+// refreshClient is a helper process's Transport, with what it counts.
+type refreshClient struct {
+	tr     *autorefresh.Transport
+	client *http.Client
+	base   string
+	res    childResult
+	seen   map[string]bool // hashes of the access tokens used
+
+	// Refreshes ahead of expiry run in the background, beside the
+	// requests: count them with atomics.
+	adopted, refreshed, proactiveEnded, storeErrors, ended atomic.Int64
+}
+
+func newRefreshClient(store autorefresh.TokenStore) *refreshClient {
+	c := &refreshClient{base: os.Getenv(helperURL), seen: map[string]bool{}}
+	c.tr = &autorefresh.Transport{
+		Store:     store,
+		Refresher: &autorefresh.Endpoint{URL: c.base + "/auth/refreshtoken"},
+		OnRefresh: c.count,
+	}
+	c.client = &http.Client{Transport: c.tr}
+	return c
+}
+
+// count counts a refresh event.
+func (c *refreshClient) count(ev autorefresh.RefreshEvent) {
+	switch {
+	case ev.Err != nil:
+	case ev.Adopted:
+		c.adopted.Add(1)
+	default:
+		c.refreshed.Add(1)
+	}
+	if ev.Proactive {
+		c.proactiveEnded.Add(1)
+	}
+	if ev.StoreErr != nil {
+		c.storeErrors.Add(1)
+	}
+	if ev.SessionEnded {
+		c.ended.Add(1)
+	}
+}
+
+// observe records the access token in use.
+func (c *refreshClient) observe() error {
+	tok, err := c.tr.Tokens(context.Background())
+	if err != nil {
+		return err
+	}
+	if h := tokenHash(tok.AccessToken); !c.seen[h] {
+		c.seen[h] = true
+		c.res.Generations = append(c.res.Generations, h)
+	}
+	return nil
+}
+
+func (c *refreshClient) fail(err error) {
+	c.res.Failures++
+	if c.res.FirstError == "" {
+		c.res.FirstError = err.Error()
+	}
+}
+
+// run sends requests until generations access tokens were used, limit
+// requests were sent, or one failed.
+func (c *refreshClient) run(generations, limit int) {
+	for len(c.res.Generations) < generations && c.res.Requests < limit && c.res.Failures == 0 {
+		c.res.Requests++
+		resp, err := c.client.Get(c.base + "/api/me")
 		if err != nil {
-			fail(err)
-			break
+			c.fail(err)
+			return
 		}
 		io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
 		if resp.StatusCode != http.StatusOK {
-			fail(fmt.Errorf("GET /api/me: status %d", resp.StatusCode))
-			break
+			c.fail(fmt.Errorf("GET /api/me: status %d", resp.StatusCode))
+			return
 		}
-		if err := observe(); err != nil {
-			fail(err)
-			break
+		if err := c.observe(); err != nil {
+			c.fail(err)
+			return
 		}
 		time.Sleep(requestPause)
 	}
-	// Let a refresh still running in the background end, so that its
-	// call is counted.
-	for deadline := time.Now().Add(time.Minute); tr.Stats().ProactiveRefreshes != proactiveEnded.Load(); time.Sleep(time.Millisecond) {
+}
+
+// settle lets a refresh still running in the background end, so that its
+// call is counted.
+func (c *refreshClient) settle() error {
+	for deadline := time.Now().Add(time.Minute); c.tr.Stats().ProactiveRefreshes != c.proactiveEnded.Load(); time.Sleep(time.Millisecond) {
 		if time.Now().After(deadline) {
 			return errors.New("a refresh in the background did not end within a minute")
 		}
 	}
-	res.Adopted, res.Refreshes = int(adopted.Load()), int(refreshed.Load())
-	return json.NewEncoder(os.Stdout).Encode(res)
+	return nil
+}
+
+// result returns what the child reports.
+func (c *refreshClient) result() childResult {
+	res := c.res
+	res.Adopted, res.Refreshes = int(c.adopted.Load()), int(c.refreshed.Load())
+	res.Ended, res.StoreErrors = int(c.ended.Load()), int(c.storeErrors.Load())
+	if fs, ok := c.tr.Store.(*failingSaves); ok {
+		res.FailedSaves = int(fs.failed.Load())
+	}
+	return res
 }
 
 // refreshRun is the outcome of runRefreshChildren.
@@ -189,21 +257,28 @@ type refreshRun struct {
 	stats   autorefreshtest.Stats
 }
 
+// childOptions configure the refresh children of runRefreshChildren.
+type childOptions struct {
+	noLock    bool          // hide the file lock
+	failSaves func(int) int // how many attempts to save each pair child i fails; nil: none
+}
+
+// child is a running helper process.
+type child struct {
+	cmd   *exec.Cmd
+	stdin io.WriteCloser
+	out   *bufio.Scanner
+}
+
 // runRefreshChildren runs the refresh children against one server and one
-// token file, with or without the file lock.
-func runRefreshChildren(t *testing.T, lock bool) refreshRun {
+// token file.
+func runRefreshChildren(t *testing.T, opts childOptions) refreshRun {
 	t.Helper()
 	srv := autorefreshtest.NewServer(autorefreshtest.Options{AccessTTL: accessTTL})
 	t.Cleanup(srv.Close)
 	path := filepath.Join(t.TempDir(), "tokens.json")
 	if err := autorefresh.NewFileStore(path).Save(context.Background(), srv.Issue("alice")); err != nil {
 		t.Fatal(err)
-	}
-
-	type child struct {
-		cmd   *exec.Cmd
-		stdin io.WriteCloser
-		out   *bufio.Scanner
 	}
 	var kids []child
 	t.Cleanup(func() {
@@ -213,24 +288,15 @@ func runRefreshChildren(t *testing.T, lock bool) refreshRun {
 			k.cmd.Wait()
 		}
 	})
-	env := []string{helperFile + "=" + path, helperURL + "=" + srv.URL}
-	if !lock {
-		env = append(env, helperNoLock+"=1")
-	}
-	for range children {
-		cmd := helperCommand(t, "refresh", env...)
-		stdin, err := cmd.StdinPipe()
-		if err != nil {
-			t.Fatal(err)
+	for i := range children {
+		env := []string{helperFile + "=" + path, helperURL + "=" + srv.URL}
+		if opts.noLock {
+			env = append(env, helperNoLock+"=1")
 		}
-		stdout, err := cmd.StdoutPipe()
-		if err != nil {
-			t.Fatal(err)
+		if opts.failSaves != nil {
+			env = append(env, helperFailSaves+"="+strconv.Itoa(opts.failSaves(i)))
 		}
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		kids = append(kids, child{cmd, stdin, bufio.NewScanner(stdout)})
+		kids = append(kids, startChild(t, "refresh", env))
 	}
 	for i, k := range kids {
 		if !k.out.Scan() || k.out.Text() != "ready" {
@@ -242,21 +308,47 @@ func runRefreshChildren(t *testing.T, lock bool) refreshRun {
 	}
 	run := refreshRun{}
 	for i, k := range kids {
-		var res childResult
-		if !k.out.Scan() {
-			t.Fatalf("child %d ended without a result: %v", i, k.out.Err())
-		}
-		if err := json.Unmarshal(k.out.Bytes(), &res); err != nil {
-			t.Fatalf("child %d: %v in %q", i, err, k.out.Text())
-		}
-		if err := k.cmd.Wait(); err != nil {
-			t.Fatalf("child %d: %v", i, err)
-		}
-		run.results = append(run.results, res)
+		run.results = append(run.results, k.result(t, i))
 	}
 	kids = nil
 	run.stats = srv.Stats()
 	return run
+}
+
+// startChild starts a helper process of the given role, with pipes to its
+// standard input and output.
+func startChild(t *testing.T, role string, env []string) child {
+	t.Helper()
+	cmd := helperCommand(t, role, env...)
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return child{cmd, stdin, bufio.NewScanner(stdout)}
+}
+
+// result reads the childResult that child i prints last, and waits for it
+// to exit.
+func (k child) result(t *testing.T, i int) childResult {
+	t.Helper()
+	var res childResult
+	if !k.out.Scan() {
+		t.Fatalf("child %d ended without a result: %v", i, k.out.Err())
+	}
+	if err := json.Unmarshal(k.out.Bytes(), &res); err != nil {
+		t.Fatalf("child %d: %v in %q", i, err, k.out.Text())
+	}
+	if err := k.cmd.Wait(); err != nil {
+		t.Fatalf("child %d: %v", i, err)
+	}
+	return res
 }
 
 // TestFileStoreProcesses runs 8 processes that share one token file and one
@@ -274,12 +366,42 @@ func TestFileStoreProcesses(t *testing.T) {
 	if !autorefresh.CrossProcessLock {
 		autorefresh.CannotRun(t, "FileStore.Lock does not exclude other processes on %s", runtime.GOOS)
 	}
-	run := runRefreshChildren(t, true)
+	checkProcessRun(t, runRefreshChildren(t, childOptions{}))
+}
+
+// TestFileStoreProcessesWithFailedSaves runs the processes of
+// TestFileStoreProcesses with saves that fail: every child fails its first
+// attempt to save each new pair, and the children with an odd index their
+// second attempt as well, as a disk that is full for a moment would. The
+// Transport tries again under the lock, so no other process ever reads a
+// spent pair: no refresh token is used twice and no session ends.
+func TestFileStoreProcessesWithFailedSaves(t *testing.T) {
+	if !autorefresh.CrossProcessLock {
+		autorefresh.CannotRun(t, "FileStore.Lock does not exclude other processes on %s", runtime.GOOS)
+	}
+	run := runRefreshChildren(t, childOptions{failSaves: func(i int) int { return 1 + i%2 }})
+	checkProcessRun(t, run)
+	failed := 0
+	for _, r := range run.results {
+		failed += r.FailedSaves
+	}
+	// Every refresh at the endpoint saved a new pair, and its first
+	// attempt failed.
+	if int64(failed) < run.stats.Refreshes {
+		t.Errorf("refreshes whose save failed first = %d; want %d, every one", failed, run.stats.Refreshes)
+	}
+}
+
+// checkProcessRun checks the outcome of refresh children that share the
+// file lock: no failed request, no rejected refresh, one refresh call per
+// expiry crossed, and enough expiries crossed.
+func checkProcessRun(t *testing.T, run refreshRun) {
+	t.Helper()
 	generations := map[string]bool{}
 	refreshes, adopted, requests := 0, 0, 0
 	for i, r := range run.results {
-		if r.Failures != 0 {
-			t.Errorf("child %d: %d failed requests, the first: %s", i, r.Failures, r.FirstError)
+		if r.Failures != 0 || r.Ended != 0 {
+			t.Errorf("child %d: %d failed requests, %d sessions ended; the first failure: %s", i, r.Failures, r.Ended, r.FirstError)
 		}
 		if len(r.Generations) < minGenerations {
 			t.Errorf("child %d used %d access tokens in %d requests; want %d", i, len(r.Generations), r.Requests, minGenerations)
@@ -317,7 +439,7 @@ func TestFileStoreProcesses(t *testing.T) {
 // pair and both spending its refresh token: the server sees a reuse, revokes
 // the session, and children fail.
 func TestFileStoreProcessesWithoutLock(t *testing.T) {
-	run := runRefreshChildren(t, false)
+	run := runRefreshChildren(t, childOptions{noLock: true})
 	failed := 0
 	for _, r := range run.results {
 		if r.Failures > 0 {

@@ -651,3 +651,41 @@ func TestOAuth2ErrorWithShortToken(t *testing.T) {
 		t.Errorf("error = %q; want invalid_request intact and nothing redacted inside words", err)
 	}
 }
+
+// TestOAuth2AnswerWithBOM: token endpoint answers that start with a UTF-8
+// byte order mark are read as without it: tokens (JSON, or form-encoded as
+// some older servers answer), and errors, whose invalid_grant still ends the
+// session.
+func TestOAuth2AnswerWithBOM(t *testing.T) {
+	tests := []struct {
+		name, contentType, body string
+		status                  int
+		wantErr                 error // nil: the tokens of the answer
+	}{
+		{"JSON", "application/json", `{"access_token":"new-access","token_type":"Bearer","expires_in":60,"refresh_token":"new-refresh"}`, 0, nil},
+		{"form-encoded", "application/x-www-form-urlencoded", "access_token=new-access&token_type=bearer&expires_in=60&refresh_token=new-refresh", 0, nil},
+		{"invalid_grant", "application/json", `{"error":"invalid_grant"}`, 400, ErrSessionExpired},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := newOAuthServer(t)
+			body := "\ufeff" + tt.body
+			srv.tokenBody.Store(&body)
+			srv.tokenCT.Store(&tt.contentType)
+			srv.tokenStatus.Store(int64(tt.status))
+			got, err := srv.refresher(testNow).Refresh(context.Background(), Tokens{AccessToken: "a", RefreshToken: "r"})
+			if tt.wantErr != nil {
+				if !errors.Is(err, tt.wantErr) {
+					t.Errorf("error = %v; want %v", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("error = %v; want the tokens of the answer", err)
+			}
+			if got.AccessToken != "new-access" || got.RefreshToken != "new-refresh" || !got.Expiry.Equal(testNow.Add(time.Minute)) {
+				t.Errorf("got %+v; want new-access, new-refresh, expiring a minute after %v", got, testNow)
+			}
+		})
+	}
+}

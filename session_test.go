@@ -789,3 +789,50 @@ func TestLoginRefusesInvalidToken(t *testing.T) {
 		}
 	}
 }
+
+// TestResumeBearer403KeepsSession: with BearerScheme, Resume follows the
+// refusal policy of requests (BearerShouldRefresh): a 403 from the check
+// endpoint that does not name invalid_token is about the rights of a good
+// token, not about the token, so Resume returns a *SessionError with the
+// status, keeps the tokens and does not refresh; a 403 that names
+// invalid_token is refreshed, and ends the session when it comes back.
+func TestResumeBearer403KeepsSession(t *testing.T) {
+	tests := []struct {
+		name, challenge string
+		wantExpired     bool
+		wantRefresh     int64
+	}{
+		{"403 without challenge", "", false, 0},
+		{"403 insufficient_scope", `Bearer realm="api", error="insufficient_scope"`, false, 0},
+		{"403 invalid_token", `Bearer realm="api", error="invalid_token"`, true, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := newOAuthServer(t)
+			srv.apiChallenge.Store(&tt.challenge)
+			tok := srv.issue()
+			store := NewMemoryStore(tok)
+			tr := &Transport{Store: store, Refresher: srv.refresher(testNow), Scheme: BearerScheme}
+			err := tr.Resume(context.Background(), srv.URL+"/api/check")
+			var se *SessionError
+			if !errors.As(err, &se) || se.StatusCode != 403 {
+				t.Fatalf("Resume: %v; want a *SessionError with status 403", err)
+			}
+			if got := errors.Is(err, ErrSessionExpired); got != tt.wantExpired {
+				t.Errorf("errors.Is(%v, ErrSessionExpired) = %v; want %v", err, got, tt.wantExpired)
+			}
+			if n := srv.tokenCalls.Load(); n != tt.wantRefresh {
+				t.Errorf("token calls = %d; want %d", n, tt.wantRefresh)
+			}
+			if tt.wantExpired {
+				return
+			}
+			if got, err := store.Load(context.Background()); err != nil || got != tok {
+				t.Errorf("store holds %v, %v; want the tokens kept", got, err)
+			}
+			if got, err := tr.Tokens(context.Background()); err != nil || got != tok {
+				t.Errorf("Tokens() = %v, %v; want the tokens kept", got, err)
+			}
+		})
+	}
+}
