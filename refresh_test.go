@@ -64,9 +64,9 @@ func newDueEnv(t *testing.T, configure ...func(*Transport)) *dueEnv {
 // openGate lets the refreshes held at the endpoint go on.
 func (e *dueEnv) openGate() { e.gateOnce.Do(func() { close(e.srv.refreshGate) }) }
 
-// goGet sends a GET for url through c in a goroutine, and returns the
+// goGetStatus sends a GET for url through c in a goroutine, and returns the
 // channel that gets its status (0 for an error).
-func goGet(t *testing.T, c *http.Client, url string) <-chan int {
+func goGetStatus(t *testing.T, c *http.Client, url string) <-chan int {
 	codes := make(chan int, 1)
 	go func() {
 		code, _ := get(t, c, url)
@@ -75,7 +75,7 @@ func goGet(t *testing.T, c *http.Client, url string) <-chan int {
 	return codes
 }
 
-// goGetErr is goGet for a request that is expected to fail: the channel
+// goGetErr is goGetStatus for a request that is expected to fail: the channel
 // gets its error, or nil after a response.
 func goGetErr(c *http.Client, url string) <-chan error {
 	errs := make(chan error, 1)
@@ -112,7 +112,7 @@ func TestDueTokenGoesOutWhileRefreshRuns(t *testing.T) {
 	e := newDueEnv(t)
 	c := NewClient(nil, e.tr)
 
-	due := goGet(t, c, e.srv.URL+"/api/x")
+	due := goGetStatus(t, c, e.srv.URL+"/api/x")
 	if code := receive(t, due, "the response of a request with a due but valid token, while its refresh is held"); code != 200 {
 		t.Fatalf("status of the request with a due token = %d; want 200", code)
 	}
@@ -124,7 +124,7 @@ func TestDueTokenGoesOutWhileRefreshRuns(t *testing.T) {
 	// The token expires, and the server refuses it from now on.
 	e.clock.set(e.exp.Add(time.Second))
 	e.srv.expireAll()
-	expired := goGet(t, c, e.srv.URL+"/api/x")
+	expired := goGetStatus(t, c, e.srv.URL+"/api/x")
 	waitFor(t, "the request with an expired token to wait for the refresh", func() bool { return e.tr.Stats().Waits == 1 })
 	select {
 	case code := <-expired:
@@ -273,7 +273,7 @@ func TestSessionEndDuringBackgroundRefresh(t *testing.T) {
 	api := holdOldToken(e.srv)
 	c := NewClient(nil, e.tr)
 
-	if code := receive(t, goGet(t, c, e.srv.URL+"/api/x"), "a request with a due token"); code != 200 {
+	if code := receive(t, goGetStatus(t, c, e.srv.URL+"/api/x"), "a request with a due token"); code != 200 {
 		t.Fatalf("status of the request with a due token = %d; want 200", code)
 	}
 	waitFor(t, "the refresh to reach the endpoint", func() bool { return e.srv.refreshCalls.Load() == 1 })
@@ -304,7 +304,7 @@ func TestSessionEndDuringBackgroundRefresh(t *testing.T) {
 	checkEnded(t, e)
 
 	// A later request goes out without tokens, and its refusal comes back.
-	if code := receive(t, goGet(t, c, e.srv.URL+"/api/after"), "a request after the end"); code != 403 {
+	if code := receive(t, goGetStatus(t, c, e.srv.URL+"/api/after"), "a request after the end"); code != 403 {
 		t.Errorf("status after the end = %d; want 403", code)
 	}
 	if n := api.withToken.Load(); n != 0 {
