@@ -187,13 +187,24 @@ func (m *tokenManager) commit(ctx context.Context, s *state, from, tok Tokens, e
 	if err == nil {
 		swapped = m.swapSaved(s.gen, next)
 	} else {
-		swapped = m.swapUnsaved(s.gen, next, &from)
+		swapped = m.swapUnsaved(s.gen, next, m.holding(s, from))
 	}
 	if !swapped {
 		cur := m.cur.Load()
 		return cur, cur.err
 	}
 	return next, nil
+}
+
+// holding returns what the store holds after a refresh of from replaced
+// s: from itself when it was another holder's stored pair, or what the
+// store held for s (s's pair if its save went through, else the pair s
+// was made from).
+func (m *tokenManager) holding(s *state, from Tokens) *Tokens {
+	if from.same(s.tokens) {
+		return m.storedOf(s)
+	}
+	return &from
 }
 
 // saveFresh saves tok, a freshly rotated pair, trying again twice after a

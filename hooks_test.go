@@ -402,6 +402,12 @@ func TestFailedProactiveRefreshIsNotRetriedByEveryRequest(t *testing.T) {
 	}
 	offset.Store(int64(100 * time.Second)) // due, 20s before expiry
 	c := NewClient(nil, tr)
+	if code, _ := get(t, c, srv.URL+"/api/x"); code != 200 {
+		t.Errorf("status = %d; want 200 with the still valid token", code)
+	}
+	// The refresh runs in the background; once it failed, the requests
+	// that follow do not try again.
+	waitFor(t, "the refresh in the background to fail", func() bool { return tr.Stats().RefreshFailures == 1 })
 	for range 5 {
 		if code, _ := get(t, c, srv.URL+"/api/x"); code != 200 {
 			t.Errorf("status = %d; want 200 with the still valid token", code)

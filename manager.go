@@ -139,11 +139,14 @@ func (m *tokenManager) makeState(tok Tokens, fresh bool) *state {
 
 // window returns how long before the expiry of a token that lives life it
 // is refreshed, or -1 for never ahead of time. EarlyRefresh, when set, is
-// taken at its word, capped at half the lifetime. Otherwise it is a quarter
-// of the lifetime (at most DefaultEarlyRefresh), but at least twice the
-// last refresh's duration, so that a refresh started in the background ends
-// before the token expires, and at most half the lifetime, so that a token
-// is renewed once in its life.
+// taken at its word, capped at half the lifetime. Otherwise the window is
+// sized to the refresh: a tenth of the lifetime (at most
+// DefaultEarlyRefresh), but at least one and a half times the last
+// refresh's duration, so that a refresh started in the background ends
+// before the token expires; before any refresh was measured, a quarter of
+// the lifetime (at most DefaultEarlyRefresh). It is never more than half
+// the lifetime, so that a token is renewed once in its life, and the
+// shorter the window, the closer the renewals come to one per lifetime.
 func (m *tokenManager) window(life time.Duration) time.Duration {
 	switch e := m.t.EarlyRefresh; {
 	case e < 0:
@@ -151,7 +154,12 @@ func (m *tokenManager) window(life time.Duration) time.Duration {
 	case e > 0:
 		return max(0, min(e, life/2))
 	}
-	w := max(min(life/4, DefaultEarlyRefresh), 2*time.Duration(m.lastRefresh.Load()))
+	var w time.Duration
+	if r := time.Duration(m.lastRefresh.Load()); r > 0 {
+		w = max(min(life/10, DefaultEarlyRefresh), r*3/2)
+	} else {
+		w = min(life/4, DefaultEarlyRefresh)
+	}
 	return max(0, min(w, life/2))
 }
 

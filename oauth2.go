@@ -22,9 +22,9 @@ import (
 // token goes to the API too.
 //
 // When the answer has no refresh_token, the current one is kept. When it has
-// expires_in, the new Tokens' Expiry is that many seconds after the request
-// was sent. A token_type other than Bearer is refused: the Transport only
-// sends bearer tokens.
+// expires_in, the new Tokens' Expiry is that many seconds after the answer
+// arrived (as x/oauth2 counts it). The token_type must be Bearer, or DPoP
+// when DPoP is set (see DPoP); another one is a malformed answer.
 //
 // An "invalid_grant" error answer (section 5.2) means the refresh token was
 // rejected: the *RefreshError wraps ErrSessionExpired and the session ends.

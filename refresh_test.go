@@ -521,16 +521,17 @@ func (e *windowEnv) run(t *testing.T, span, tick time.Duration) {
 }
 
 // TestDefaultWindowRenewsEachTokenOnce: with EarlyRefresh unset and a quick
-// refresh, each token is refreshed once, when a quarter of its life is
+// refresh, each token is refreshed once: the first when a quarter of its
+// life is left (no refresh was measured yet), the others when a tenth is
 // left (at most DefaultEarlyRefresh), so that the refreshes over a span are
-// no more than one per three quarters of a lifetime.
+// no more than one per nine tenths of a lifetime.
 func TestDefaultWindowRenewsEachTokenOnce(t *testing.T) {
 	tests := []struct {
-		life, window time.Duration
+		life, first, window time.Duration
 	}{
-		{2 * time.Second, 500 * time.Millisecond},
-		{40 * time.Second, 10 * time.Second},
-		{10 * time.Minute, DefaultEarlyRefresh},
+		{2 * time.Second, 500 * time.Millisecond, 200 * time.Millisecond},
+		{40 * time.Second, 10 * time.Second, 4 * time.Second},
+		{10 * time.Minute, DefaultEarlyRefresh, DefaultEarlyRefresh},
 	}
 	const lifetimes = 6
 	for _, tt := range tests {
@@ -539,8 +540,12 @@ func TestDefaultWindowRenewsEachTokenOnce(t *testing.T) {
 			tick := tt.life / 200
 			e.run(t, lifetimes*tt.life, tick)
 			for i, left := range e.left {
-				if left > tt.window || left <= tt.window-tick {
-					t.Errorf("refresh %d with %v left; want it within one tick (%v) of %v", i, left, tick, tt.window)
+				want := tt.window
+				if i == 0 {
+					want = tt.first
+				}
+				if left > want || left <= want-tick {
+					t.Errorf("refresh %d with %v left; want it within one tick (%v) of %v", i, left, tick, want)
 				}
 			}
 			// Each refresh gives life - window more: every token is
@@ -554,19 +559,19 @@ func TestDefaultWindowRenewsEachTokenOnce(t *testing.T) {
 }
 
 // TestDefaultWindowCoversSlowRefresh: with EarlyRefresh unset, once a
-// refresh took d, the next token is refreshed at least 2d before its
+// refresh took d, the next token is refreshed at least 1.5d before its
 // expiry, so that a refresh in the background ends before it, even when a
-// quarter of the lifetime is shorter; but never more than half its life
+// tenth of the lifetime is shorter; but never more than half its life
 // before, so that it is still renewed once.
 func TestDefaultWindowCoversSlowRefresh(t *testing.T) {
 	tests := []struct {
 		name       string
 		life, took time.Duration
 	}{
-		// A quarter is 250 ms; twice the refresh is over 300 ms.
-		{"twice the refresh", time.Second, 150 * time.Millisecond},
-		// A quarter is 100 ms; twice the refresh is over 300 ms; half
-		// the life is 200 ms.
+		// A tenth is 100 ms; one and a half refreshes are over 225 ms.
+		{"one and a half refreshes", time.Second, 150 * time.Millisecond},
+		// A tenth is 40 ms; one and a half refreshes are over 225 ms;
+		// half the life is 200 ms.
 		{"capped at half the life", 400 * time.Millisecond, 150 * time.Millisecond},
 	}
 	for _, tt := range tests {
@@ -581,7 +586,7 @@ func TestDefaultWindowCoversSlowRefresh(t *testing.T) {
 			if left, w := e.left[0], tt.life/4; left > w || left <= w-tick {
 				t.Errorf("first refresh with %v left; want within one tick of %v", left, w)
 			}
-			least := min(2*tt.took, tt.life/2) - tick
+			least := min(tt.took*3/2, tt.life/2) - tick
 			for i, left := range e.left[1:] {
 				if left <= least || left > tt.life/2 {
 					t.Errorf("refresh %d with %v left, after a refresh that took over %v; want more than %v and at most %v",

@@ -70,7 +70,7 @@ type answer struct {
 	status int
 	header http.Header
 	body   []byte
-	sent   time.Time // when the request was sent
+	at     time.Time // when the answer arrived: expires_in counts from it
 
 	// secrets are the client credentials the request carried (its secret,
 	// its assertion), which an answer must never show.
@@ -121,11 +121,12 @@ func (c *oauthClient) post(ctx context.Context, endpoint, aud string, form url.V
 	if auth.basic {
 		req.SetBasicAuth(url.QueryEscape(c.id), url.QueryEscape(c.secret))
 	}
-	a = &answer{sent: c.clock(), secrets: auth.secrets}
+	a = &answer{secrets: auth.secrets}
 	resp, err := baseOr(c.base).RoundTrip(req)
 	if err != nil {
 		return nil, err
 	}
+	a.at = c.clock()
 	defer resp.Body.Close()
 	a.status, a.header = resp.StatusCode, resp.Header
 	if a.body, err = readLimited(resp.Body, c.maxBytes); err != nil {
@@ -221,7 +222,7 @@ func (a *answer) tokens(g grant, current Tokens, d *DPoP) (Tokens, error) {
 	if decodeErr != nil {
 		return Tokens{}, &RefreshError{StatusCode: a.status, Err: decodeErr}
 	}
-	return tr.tokens(g, current, d, a.sent, a.status)
+	return tr.tokens(g, current, d, a.at, a.status)
 }
 
 // rejection returns what an error answer (status, code) to a request for
@@ -254,7 +255,7 @@ func rejection(g grant, status int, code string) error {
 // Tokens. A refresh answer without a refresh token keeps current's; a
 // client credentials answer never has one (RFC 6749 section 4.4.3 says a
 // server should not issue one, and nothing would use it).
-func (tr tokenResponse) tokens(g grant, current Tokens, d *DPoP, sent time.Time, status int) (Tokens, error) {
+func (tr tokenResponse) tokens(g grant, current Tokens, d *DPoP, at time.Time, status int) (Tokens, error) {
 	if tr.AccessToken == "" {
 		return Tokens{}, &RefreshError{StatusCode: status, Err: errNoAccessToken}
 	}
@@ -270,7 +271,7 @@ func (tr tokenResponse) tokens(g grant, current Tokens, d *DPoP, sent time.Time,
 		t.RefreshToken = current.RefreshToken
 	}
 	if tr.ExpiresIn > 0 {
-		t.Expiry = sent.Add(time.Duration(tr.ExpiresIn) * time.Second).Round(0)
+		t.Expiry = at.Add(time.Duration(tr.ExpiresIn) * time.Second).Round(0)
 	}
 	return t, nil
 }
@@ -339,6 +340,7 @@ func parseExpiresIn(s string) expiresIn {
 // form-urlencoded answer of some older servers when contentType says so.
 func decodeTokenResponse(contentType string, body []byte) (tokenResponse, error) {
 	var tr tokenResponse
+	body = trimBOM(body)
 	mt, _, _ := mime.ParseMediaType(contentType)
 	if mt == "application/x-www-form-urlencoded" || mt == "text/plain" {
 		if v, err := url.ParseQuery(string(body)); err == nil && (v.Has("access_token") || v.Has("error")) {
@@ -351,7 +353,6 @@ func decodeTokenResponse(contentType string, body []byte) (tokenResponse, error)
 			return tr, nil
 		}
 	}
-	body = trimBOM(body)
 	if err := json.Unmarshal(body, &tr); err != nil {
 		return tokenResponse{}, fmt.Errorf("%w: %s", ErrMalformedResponse, describeJSONError(err, len(body)))
 	}

@@ -119,10 +119,15 @@ func (t Tokens) LogValue() slog.Value {
 	)
 }
 
-// same reports whether t and u are the same pair, field by field.
+// same reports whether t and u are the same pair: the same tokens, token
+// type and expiry. The expiry compared is ExpiresAt's, so that a pair whose
+// expiry a store filled in from the JWT (as FileStore does) is the pair
+// that was saved without it.
 func (t Tokens) same(u Tokens) bool {
-	return t.AccessToken == u.AccessToken && t.RefreshToken == u.RefreshToken &&
-		t.TokenType == u.TokenType && t.Expiry.Equal(u.Expiry)
+	if t.AccessToken != u.AccessToken || t.RefreshToken != u.RefreshToken || t.TokenType != u.TokenType {
+		return false
+	}
+	return t.Expiry.Equal(u.Expiry) || t.ExpiresAt().Equal(u.ExpiresAt())
 }
 
 // validate reports, wrapping ErrInvalidToken, a token or token type that

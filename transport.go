@@ -77,10 +77,11 @@ type Transport struct {
 	// refreshed, in the background, while requests go on with it. It is
 	// capped at half the token's lifetime, so that a token is renewed once
 	// in its life. If zero, the window is sized to the token and to the
-	// refresh: a quarter of the token's lifetime, at most
-	// DefaultEarlyRefresh, but at least twice the duration of the last
-	// refresh, so that the refresh ends before the token expires. If
-	// negative, tokens are only refreshed when a request is refused, or
+	// refresh: a tenth of the token's lifetime, at most
+	// DefaultEarlyRefresh, but at least one and a half times the duration
+	// of the last refresh, so that the refresh ends before the token
+	// expires (a quarter of the lifetime before any refresh was measured).
+	// If negative, tokens are only refreshed when a request is refused, or
 	// before a request once they have expired.
 	EarlyRefresh time.Duration
 
