@@ -337,6 +337,41 @@ func dpopFirstProcess(t *testing.T, keyPath, tokPath string) (crypto.Signer, aut
 	return key, saved
 }
 
+// TestDPoPRevocationOnLogout: Logout revokes DPoP-bound tokens (the
+// revocation endpoint, found by discovery, takes them without a proof):
+// one call per token, the grant revoked, neither token works any more with
+// a proof of its key, and the token file is cleared.
+func TestDPoPRevocationOnLogout(t *testing.T) {
+	key, view := newLibraryKey(t)
+	path := filepath.Join(t.TempDir(), "tokens.json")
+	tok := login(t, dpopPublic, view)
+	o := dpopPublic.oauth2()
+	o.TokenURL, o.Issuer, o.RevokeAccessToken = "", srv.Issuer, true
+	o.DPoP = &autorefresh.DPoP{Key: key}
+	tr, hc := transportWith(t, autorefresh.NewFileStore(path), o)
+	if err := tr.SetTokens(t.Context(), tok); err != nil {
+		t.Fatal(err)
+	}
+	me(t, hc)
+	before := getStats(t)
+	if err := tr.Logout(t.Context()); err != nil {
+		t.Fatalf("Logout: %v", err)
+	}
+	d := getStats(t).since(before)
+	if d.Routes["revocation"]["200"] != 2 || d.GrantsRevoked != 1 {
+		t.Errorf("server: revocations answered %v, grants revoked %d; want 200 twice, 1", d.Routes["revocation"], d.GrantsRevoked)
+	}
+	if status, a := refreshGrant(t, dpopPublic, tok.RefreshToken, view); status != http.StatusBadRequest || a.Error != "invalid_grant" {
+		t.Errorf("refresh with the revoked refresh token and its key: got %d %q; want 400 invalid_grant", status, a.Error)
+	}
+	if status, code := callAPI(t, srv.url("/me"), "DPoP", tok.AccessToken, view); status != http.StatusUnauthorized {
+		t.Errorf("/me with the revoked access token and its key: got %d %s; want 401", status, code)
+	}
+	if _, err := autorefresh.NewFileStore(path).Load(t.Context()); !errors.Is(err, autorefresh.ErrNoTokens) {
+		t.Errorf("token file after Logout: %v; want ErrNoTokens", err)
+	}
+}
+
 // TestDPoPClientCredentials: ClientCredentials with DPoP (dpop-cc, secret
 // in HTTP Basic): 100 concurrent requests to the resource server at the
 // first use make one grant (after one nonce round), all succeed, and the
