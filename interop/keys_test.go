@@ -1,6 +1,7 @@
 package interop
 
 import (
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -11,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/autorefresh/autorefresh"
 	"github.com/golang-jwt/jwt/v5"
 )
 
@@ -68,6 +70,30 @@ func newDPoPKey(t *testing.T) *dpopKey {
 		t.Fatal(err)
 	}
 	return &dpopKey{key: key, jwk: publicJWK(&key.PublicKey, ""), nonces: map[string]string{}}
+}
+
+// newLibraryKey returns a new DPoP key made by the library
+// (autorefresh.GenerateKey), and the test's own view of it (see dpopKeyOf).
+func newLibraryKey(t *testing.T) (crypto.Signer, *dpopKey) {
+	t.Helper()
+	key, err := autorefresh.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return key, dpopKeyOf(t, key)
+}
+
+// dpopKeyOf returns a dpopKey for key, a P-256 key that the library made or
+// loaded (GenerateKey, LoadOrCreateKey): the test's proofs, made with
+// jwt/v5 (for the code exchange of login and the plain-HTTP checks), are
+// then of the very key that the library signs its proofs with.
+func dpopKeyOf(t *testing.T, key crypto.Signer) *dpopKey {
+	t.Helper()
+	k, ok := key.(*ecdsa.PrivateKey)
+	if !ok || k.Curve != elliptic.P256() {
+		t.Fatalf("key is a %T; want an ECDSA P-256 key", key)
+	}
+	return &dpopKey{key: k, jwk: publicJWK(&k.PublicKey, ""), nonces: map[string]string{}}
 }
 
 // thumbprint returns the JWK SHA-256 thumbprint (RFC 7638) of the key: the

@@ -140,9 +140,9 @@ func TestBurstAfterExpiry(t *testing.T) {
 		// does not know that the token is dead).
 		refused bool
 	}{
-		{"expired, expiry known", expiredTokens, false},
+		{"expired, expiry known", func(t *testing.T) autorefresh.Tokens { return expiredTokens(t, refreshBasic, nil) }, false},
 		{"expired, expiry unknown", func(t *testing.T) autorefresh.Tokens {
-			tok := expiredTokens(t)
+			tok := expiredTokens(t, refreshBasic, nil)
 			tok.Expiry = time.Time{} // an opaque token without expires_in
 			return tok
 		}, true},
@@ -176,13 +176,14 @@ func TestBurstAfterExpiry(t *testing.T) {
 	}
 }
 
-// expiredTokens logs in with a 2s access token lifetime and returns the
-// tokens once both the client's clock and the server say it has expired.
-// Tokens issued afterwards live defaultTTL again.
-func expiredTokens(t *testing.T) autorefresh.Tokens {
+// expiredTokens logs in as c (with a DPoP proof of key, if not nil) with a
+// 2s access token lifetime and returns the tokens once both the client's
+// clock and the server say it has expired. Tokens issued afterwards live
+// defaultTTL again.
+func expiredTokens(t *testing.T, c client, key *dpopKey) autorefresh.Tokens {
 	t.Helper()
 	setAccessTTL(t, 2)
-	tok := login(t, refreshBasic, nil)
+	tok := login(t, c, key)
 	postConfig(t, serverConfig{TTL: map[string]int{"AccessToken": defaultTTL}})
 	waitFor(t, 10*time.Second, "access token expiry", func() bool { return time.Now().After(tok.Expiry) })
 	return tok

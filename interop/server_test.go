@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"io"
 	"maps"
 	"net/http"
@@ -192,18 +193,26 @@ func setAccessTTL(t *testing.T, seconds int) {
 
 func postConfig(t *testing.T, c serverConfig) {
 	t.Helper()
+	if err := sendConfig(c); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// sendConfig is postConfig for goroutines other than the test's.
+func sendConfig(c serverConfig) error {
 	b, err := json.Marshal(c)
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
 	resp, err := http.Post(srv.url("/_config"), "application/json", bytes.NewReader(b))
 	if err != nil {
-		t.Fatalf("POST /_config: %v", err)
+		return fmt.Errorf("POST /_config: %w", err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("POST /_config answered %d; want 200", resp.StatusCode)
+		return fmt.Errorf("POST /_config answered %d; want 200", resp.StatusCode)
 	}
+	return nil
 }
 
 // stats are the server's counters (GET /_stats); see server.js.
@@ -306,4 +315,82 @@ func getJSON(ctx context.Context, hc *http.Client, target string) (int, []byte, 
 	defer resp.Body.Close()
 	body, err := io.ReadAll(resp.Body)
 	return resp.StatusCode, body, err
+}
+
+// origin returns the scheme and host of target, the key of DPoP nonces.
+func origin(t *testing.T, target string) string {
+	t.Helper()
+	u, err := url.Parse(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u.Scheme + "://" + u.Host
+}
+
+// callAPI GETs target with the access token, as scheme ("Bearer" or
+// "DPoP"); with key, with a DPoP proof, retrying once with the nonce the
+// server asks for. It returns the status and the error code of the
+// WWW-Authenticate challenge, if any.
+func callAPI(t *testing.T, target, scheme, accessToken string, key *dpopKey) (int, string) {
+	t.Helper()
+	o := origin(t, target)
+	for attempt := 0; ; attempt++ {
+		req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, target, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Authorization", scheme+" "+accessToken)
+		if key != nil {
+			req.Header.Set("DPoP", key.proof(t, http.MethodGet, target, accessToken, key.nonce(o)))
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatalf("GET %s: %v", target, err)
+		}
+		resp.Body.Close()
+		code := challengeError(resp.Header)
+		if key != nil {
+			key.setNonce(o, resp.Header.Get("DPoP-Nonce"))
+			if attempt == 0 && resp.StatusCode == http.StatusUnauthorized && code == "use_dpop_nonce" {
+				continue
+			}
+		}
+		return resp.StatusCode, code
+	}
+}
+
+// challengeError returns the first error parameter of the
+// WWW-Authenticate challenges in h.
+func challengeError(h http.Header) string {
+	for _, c := range autorefresh.ParseChallenges(h.Values("WWW-Authenticate")) {
+		if e := c.Param("error"); e != "" {
+			return e
+		}
+	}
+	return ""
+}
+
+// introspect asks the introspection endpoint about token as c, and
+// decodes the answer into v.
+func introspect(t *testing.T, c client, token string, v any) {
+	t.Helper()
+	form, h := url.Values{"token": {token}}, http.Header{}
+	c.authenticate(t, h, form)
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, srv.url("/token/introspection"), strings.NewReader(form.Encode()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	maps.Copy(req.Header, h)
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("introspection: %v", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("introspection answered %d; want 200", resp.StatusCode)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+		t.Fatalf("introspection: %v", err)
+	}
 }

@@ -2,13 +2,19 @@
 // API whose access tokens live 2 seconds, through a client made by wrapping
 // http.DefaultClient, and not one request fails.
 //
-//	go run ./examples/demo [-duration 10s] [-workers 50] [-lifetime 2s] [-store FILE]
+//	go run ./examples/demo [-duration 10s] [-workers 50] [-lifetime 2s] [-store FILE] [-dpop]
 //
 // It starts an in-process auth and API server (package autorefreshtest) on
 // a loopback address, logs in, runs the workers, prints a progress line
 // every second and a summary, and exits with status 1 if any request
 // failed, 2 for a bad flag, and 130 when interrupted (Ctrl-C; a second one
 // ends it at once).
+//
+// With -dpop the session is OAuth 2.0 with sender-constrained tokens (DPoP,
+// RFC 9449): the server requires DPoP proofs and nonces, the tokens are
+// bound to a key that autorefresh.LoadOrCreateKey keeps in dpop-key.pem
+// beside the -store file (in a temporary directory without -store), and
+// every request carries a proof signed with it.
 package main
 
 import (
@@ -37,6 +43,7 @@ type config struct {
 	workers  int
 	lifetime time.Duration // of the access tokens
 	store    string        // file to keep the tokens in (a FileStore); "": memory
+	dpop     bool          // OAuth 2.0 with DPoP-bound tokens
 
 	progress time.Duration // interval of the progress lines; 0: none
 	live     bool          // rewrite a single progress line (stdout is a terminal)
@@ -50,6 +57,12 @@ type summary struct {
 
 	refreshes, proactive, refreshFailures, replays int64 // the transport's counts
 	forbidden, serverRefreshes, reuses             int64 // the server's counts
+
+	// With -dpop: forbidden counts 401s, the answers that refuse a token
+	// or ask for a nonce.
+	dpop                 bool
+	nonceRetries         int64 // the transport's
+	proofs, nonceDemands int64 // the server's
 
 	interrupted bool // the run was cut short
 }
@@ -109,6 +122,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&cfg.workers, "workers", 50, "number of concurrent workers")
 	fs.DurationVar(&cfg.lifetime, "lifetime", 2*time.Second, "lifetime of the access tokens")
 	fs.StringVar(&cfg.store, "store", "", "keep the tokens in this `file` (default: in memory)")
+	fs.BoolVar(&cfg.dpop, "dpop", false, "OAuth 2.0 with DPoP-bound tokens, the key kept in "+dpopKeyFile+" beside the -store file")
 	if err := fs.Parse(args); err != nil {
 		return cfg, err // the flag package printed it, with the usage
 	}
@@ -139,7 +153,7 @@ func isTerminal(f *os.File) bool {
 // run starts the server, logs in and runs the workers, printing progress
 // and the summary to out.
 func run(ctx context.Context, cfg config, out io.Writer) (summary, error) {
-	srv := autorefreshtest.NewServer(autorefreshtest.Options{AccessTTL: cfg.lifetime})
+	srv := autorefreshtest.NewServer(autorefreshtest.Options{AccessTTL: cfg.lifetime, RequireDPoP: cfg.dpop, RequireDPoPNonce: cfg.dpop})
 	defer srv.Close()
 
 	var store autorefresh.TokenStore = autorefresh.NewMemoryStore(autorefresh.Tokens{})
@@ -153,10 +167,20 @@ func run(ctx context.Context, cfg config, out io.Writer) (summary, error) {
 	base.MaxIdleConnsPerHost = cfg.workers
 	defer base.CloseIdleConnections()
 
+	var refresher autorefresh.Refresher = &autorefresh.Endpoint{URL: srv.URL + "/auth/refreshtoken"}
+	var dm *dpopMode
+	if cfg.dpop {
+		var err error
+		if dm, err = newDPoPMode(cfg.store, srv.URL, base); err != nil {
+			return summary{}, err
+		}
+		defer dm.close()
+		refresher = dm.refresher()
+	}
 	tr := &autorefresh.Transport{
 		Base:      base,
 		Store:     store,
-		Refresher: &autorefresh.Endpoint{URL: srv.URL + "/auth/refreshtoken"},
+		Refresher: refresher,
 		// Refresh a tenth of a lifetime ahead of expiry: once per token,
 		// and early enough that requests are not refused. The default (30 s,
 		// capped at half the lifetime) would renew 2-second tokens every
@@ -171,10 +195,20 @@ func run(ctx context.Context, cfg config, out io.Writer) (summary, error) {
 	}
 	fmt.Fprintf(out, "demo: %d workers for %v against %s; access tokens live %v, kept %s\n",
 		cfg.workers, cfg.duration, srv.URL, cfg.lifetime, where)
-	if err := startSession(ctx, tr, srv, out); err != nil {
+	if dm != nil {
+		fmt.Fprintln(out, dm)
+	}
+	if err := startSession(ctx, tr, srv, dm, out); err != nil {
 		return summary{}, err
 	}
+	sum := work(ctx, cfg, client, tr, srv, out)
+	sum.print(out, cfg.lifetime)
+	return sum, nil
+}
 
+// work runs the workers through client, printing progress to out, and
+// returns what they did.
+func work(ctx context.Context, cfg config, client *http.Client, tr *autorefresh.Transport, srv *autorefreshtest.Server, out io.Writer) summary {
 	var (
 		requests, failed atomic.Int64
 		failOnce         sync.Once
@@ -199,40 +233,28 @@ func run(ctx context.Context, cfg config, out io.Writer) (summary, error) {
 		})
 	}
 
+	// Refused requests are answered 403 in the header protocol, and 401
+	// with a WWW-Authenticate challenge in the Authorization schemes.
+	refused, label := func(st autorefreshtest.Stats) int64 { return st.API403s }, "403s"
+	if cfg.dpop {
+		refused, label = func(st autorefreshtest.Stats) int64 { return st.API401s }, "401s"
+	}
 	line := func() string {
 		st := tr.Stats()
-		return fmt.Sprintf("%5.1fs  requests %d  failed %d  refreshes %d  403s %d  replays %d",
-			time.Since(start).Seconds(), requests.Load(), failed.Load(), st.Refreshes, srv.Stats().API403s, st.Replays)
+		return fmt.Sprintf("%5.1fs  requests %d  failed %d  refreshes %d  %s %d  replays %d",
+			time.Since(start).Seconds(), requests.Load(), failed.Load(), st.Refreshes, label, refused(srv.Stats()), st.Replays)
 	}
 	done := make(chan struct{})
 	var progress sync.WaitGroup
 	if cfg.progress > 0 {
-		progress.Go(func() {
-			tick := time.NewTicker(cfg.progress)
-			defer tick.Stop()
-			for {
-				select {
-				case <-done:
-					if cfg.live {
-						fmt.Fprintf(out, "\r%-70s\r", "")
-					}
-					return
-				case <-tick.C:
-					if cfg.live {
-						fmt.Fprintf(out, "\r%-70s", line())
-					} else {
-						fmt.Fprintln(out, line())
-					}
-				}
-			}
-		})
+		progress.Go(func() { showProgress(cfg, out, line, done) })
 	}
 	wg.Wait()
 	close(done)
 	progress.Wait()
 
 	st, sst := tr.Stats(), srv.Stats()
-	sum := summary{
+	return summary{
 		elapsed:         time.Since(start),
 		requests:        requests.Load(),
 		failed:          failed.Load(),
@@ -241,18 +263,42 @@ func run(ctx context.Context, cfg config, out io.Writer) (summary, error) {
 		proactive:       st.ProactiveRefreshes,
 		refreshFailures: st.RefreshFailures,
 		replays:         st.Replays,
-		forbidden:       sst.API403s,
+		forbidden:       refused(sst),
 		serverRefreshes: sst.Refreshes,
 		reuses:          sst.ReuseRejections,
 		interrupted:     ctx.Err() != nil,
+		dpop:            cfg.dpop,
+		nonceRetries:    st.NonceRetries,
+		proofs:          sst.DPoPProofs,
+		nonceDemands:    sst.DPoPNonceDemands,
 	}
-	sum.print(out, cfg.lifetime)
-	return sum, nil
+}
+
+// showProgress prints line to out every cfg.progress until done is closed:
+// rewriting one line when cfg.live, one line each otherwise.
+func showProgress(cfg config, out io.Writer, line func() string, done <-chan struct{}) {
+	tick := time.NewTicker(cfg.progress)
+	defer tick.Stop()
+	for {
+		select {
+		case <-done:
+			if cfg.live {
+				fmt.Fprintf(out, "\r%-70s\r", "")
+			}
+			return
+		case <-tick.C:
+			if cfg.live {
+				fmt.Fprintf(out, "\r%-70s", line())
+			} else {
+				fmt.Fprintln(out, line())
+			}
+		}
+	}
 }
 
 // startSession resumes the stored session, or logs in when there is none
-// or it is over.
-func startSession(ctx context.Context, tr *autorefresh.Transport, srv *autorefreshtest.Server, out io.Writer) error {
+// or it is over: with dm, to a session bound to its key.
+func startSession(ctx context.Context, tr *autorefresh.Transport, srv *autorefreshtest.Server, dm *dpopMode, out io.Writer) error {
 	err := tr.Resume(ctx, srv.URL+"/auth/check")
 	switch {
 	case err == nil:
@@ -260,11 +306,18 @@ func startSession(ctx context.Context, tr *autorefresh.Transport, srv *autorefre
 		return nil
 	case errors.Is(err, autorefresh.ErrSessionExpired):
 		fmt.Fprintln(out, "the stored session is over (this server is new); logging in")
+	case errors.Is(err, autorefresh.ErrDPoPKeyMissing):
+		fmt.Fprintln(out, "the stored tokens are bound to a DPoP key (run with -dpop to use them); logging in")
 	case !errors.Is(err, autorefresh.ErrNoTokens):
 		return err
 	}
-	creds := map[string]string{"username": autorefreshtest.DefaultUser, "password": autorefreshtest.DefaultPassword}
-	if err := tr.Login(ctx, srv.URL+"/auth/login", creds); err != nil {
+	if dm != nil {
+		err = dm.login(ctx, tr)
+	} else {
+		creds := map[string]string{"username": autorefreshtest.DefaultUser, "password": autorefreshtest.DefaultPassword}
+		err = tr.Login(ctx, srv.URL+"/auth/login", creds)
+	}
+	if err != nil {
 		return err
 	}
 	fmt.Fprintf(out, "logged in as %s\n", autorefreshtest.DefaultUser)
@@ -307,8 +360,16 @@ func (s summary) print(out io.Writer, lifetime time.Duration) {
 	fmt.Fprintf(out, "  refreshes            %8d  (server: %d, refresh token reuses: %d)\n", s.refreshes, s.serverRefreshes, s.reuses)
 	fmt.Fprintf(out, "  proactive refreshes  %8d  (made ahead of expiry, before any request was refused)\n", s.proactive)
 	fmt.Fprintf(out, "  failed refreshes     %8d\n", s.refreshFailures)
-	fmt.Fprintf(out, "  403s seen            %8d\n", s.forbidden)
+	if s.dpop {
+		fmt.Fprintf(out, "  401s seen            %8d  (tokens refused, nonces asked for)\n", s.forbidden)
+	} else {
+		fmt.Fprintf(out, "  403s seen            %8d\n", s.forbidden)
+	}
 	fmt.Fprintf(out, "  replays              %8d\n", s.replays)
+	if s.dpop {
+		fmt.Fprintf(out, "  DPoP proofs          %8d  (accepted by the server: requests, refreshes, login)\n", s.proofs)
+		fmt.Fprintf(out, "  nonce retries        %8d  (the server asked for a nonce %d times, token endpoint included)\n", s.nonceRetries, s.nonceDemands)
+	}
 	switch {
 	case s.failed > 0:
 		fmt.Fprintf(out, "FAILED: %d requests; the first: %s\n", s.failed, s.firstFailure)

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"strings"
 	"sync"
@@ -109,6 +110,122 @@ func TestRunFileStore(t *testing.T) {
 	}
 }
 
+// TestRunDPoP runs the demo with -dpop for two token lifetimes: DPoP-bound
+// tokens refreshed through OAuth2, a proof with every request, a nonce
+// retry for the requests sent before the API gave its nonce, and the key in
+// a temporary directory that is removed at the end.
+func TestRunDPoP(t *testing.T) {
+	cfg := config{duration: 2 * time.Second, workers: 8, lifetime: time.Second, progress: 500 * time.Millisecond, dpop: true}
+	var out bytes.Buffer
+	sum, err := run(t.Context(), cfg, &out)
+	if err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	t.Logf("output:\n%s", out.String())
+	wantDPoPSummary(t, sum, cfg)
+	for _, want := range []string{"(created, removed at the end)", "logged in as alice", "401s seen", "DPoP proofs", "nonce retries", "ok: no request failed"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q", want)
+		}
+	}
+	if !strings.Contains(out.String(), "  failed 0  refreshes ") || !strings.Contains(out.String(), "  401s ") {
+		t.Errorf("output has no progress line with the 401s")
+	}
+	m := regexp.MustCompile(`key in (\S+)`).FindStringSubmatch(out.String())
+	if m == nil || filepath.Base(m[1]) != dpopKeyFile {
+		t.Fatalf("output names no key file %s", dpopKeyFile)
+	}
+	if _, err := os.Stat(filepath.Dir(m[1])); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the temporary key directory: Stat = %v; want it removed", err)
+	}
+}
+
+// wantDPoPSummary checks the summary of a run with -dpop that did not
+// resume a session.
+func wantDPoPSummary(t *testing.T, sum summary, cfg config) {
+	t.Helper()
+	if sum.requests == 0 || sum.failed != 0 {
+		t.Errorf("requests = %d, failed = %d; want some, 0 (first failure: %s)", sum.requests, sum.failed, sum.firstFailure)
+	}
+	if limit := int64(sum.elapsed/cfg.lifetime) + 2; sum.refreshes < 1 || sum.refreshes > limit {
+		t.Errorf("refreshes = %d in %v; want 1 to %d", sum.refreshes, sum.elapsed, limit)
+	}
+	if sum.serverRefreshes != sum.refreshes || sum.reuses != 0 || sum.refreshFailures != 0 {
+		t.Errorf("server refreshes = %d, reuses = %d, failed refreshes = %d; want %d, 0, 0", sum.serverRefreshes, sum.reuses, sum.refreshFailures, sum.refreshes)
+	}
+	// The API keeps one nonce: only requests sent before it gave it to
+	// the Transport are asked for it, at most one per worker.
+	if sum.nonceRetries < 1 || sum.nonceRetries > int64(cfg.workers) {
+		t.Errorf("nonce retries = %d; want 1 to %d", sum.nonceRetries, cfg.workers)
+	}
+	if sum.nonceDemands <= sum.nonceRetries {
+		t.Errorf("server nonce demands = %d; want more than the API's %d (the token endpoint asks too)", sum.nonceDemands, sum.nonceRetries)
+	}
+	if sum.forbidden != sum.replays+sum.nonceRetries {
+		t.Errorf("401s = %d; want one per replay (%d) and nonce retry (%d)", sum.forbidden, sum.replays, sum.nonceRetries)
+	}
+	if sum.proofs < sum.requests+sum.refreshes {
+		t.Errorf("DPoP proofs accepted = %d; want at least one per request and refresh (%d)", sum.proofs, sum.requests+sum.refreshes)
+	}
+}
+
+// With -dpop and -store the key goes beside the token file: the first run
+// creates it (mode 0600), the second loads the same one. A run without
+// -dpop over the same file finds tokens bound to a key and logs in again.
+func TestRunDPoPFileStore(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "tokens.json")
+	cfg := config{duration: 300 * time.Millisecond, workers: 4, lifetime: 2 * time.Second, store: path, dpop: true}
+	created := runDPoPStore(t, cfg, "(created)")
+	if loaded := runDPoPStore(t, cfg, "(loaded)"); !bytes.Equal(loaded, created) {
+		t.Error("the second run's key file differs; want the first run's key")
+	}
+
+	var out bytes.Buffer
+	cfg.dpop = false
+	if sum, err := run(t.Context(), cfg, &out); err != nil || sum.failed != 0 {
+		t.Fatalf("run without -dpop: %v, %d failed", err, sum.failed)
+	}
+	if !strings.Contains(out.String(), "bound to a DPoP key (run with -dpop to use them); logging in") {
+		t.Errorf("run without -dpop over DPoP tokens: output\n%s\nwant it to log in again", out.String())
+	}
+}
+
+// runDPoPStore runs the demo with cfg (-dpop -store), checks that it says
+// how it got the key file beside the token file (how: "(created)" or
+// "(loaded)"), that the file has mode 0600 and the token file DPoP tokens,
+// and returns the key file's content.
+func runDPoPStore(t *testing.T, cfg config, how string) []byte {
+	t.Helper()
+	keyPath := filepath.Join(filepath.Dir(cfg.store), dpopKeyFile)
+	var out bytes.Buffer
+	sum, err := run(t.Context(), cfg, &out)
+	if err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	if !strings.Contains(out.String(), "DPoP: tokens bound to the key in "+keyPath+" "+how) {
+		t.Errorf("output lacks the key file %s %s:\n%s", keyPath, how, out.String())
+	}
+	if sum.failed != 0 || sum.requests == 0 {
+		t.Errorf("requests = %d, failed = %d; want some, 0 (first failure: %s)", sum.requests, sum.failed, sum.firstFailure)
+	}
+	if stored, err := autorefresh.NewFileStore(cfg.store).Load(t.Context()); err != nil || stored.TokenType != "DPoP" {
+		t.Errorf("token file Load: type %q, %v; want DPoP tokens", stored.TokenType, err)
+	}
+	fi, err := os.Stat(keyPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if runtime.GOOS != "windows" && fi.Mode().Perm() != 0o600 {
+		t.Errorf("key file mode %v; want 0600", fi.Mode().Perm())
+	}
+	key, err := os.ReadFile(keyPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return key
+}
+
 // TestMain runs main instead of the tests when DEMO_TEST_MAIN_ARGS is set,
 // so that TestInterruptSignal can run the demo as a process of its own.
 func TestMain(m *testing.M) {
@@ -181,8 +298,8 @@ func TestBadFlags(t *testing.T) {
 	if got := runMain(t.Context(), []string{"-h"}, io.Discard, &stderr); got != exitOK || !strings.Contains(stderr.String(), "-workers") {
 		t.Errorf("-h: exit status %d, output %q; want 0 and the usage", got, stderr.String())
 	}
-	cfg, err := parseFlags([]string{"-workers", "3", "-duration", "2s", "-lifetime", "1s", "-store", "f"}, io.Discard)
-	if want := (config{duration: 2 * time.Second, workers: 3, lifetime: time.Second, store: "f"}); err != nil || cfg != want {
+	cfg, err := parseFlags([]string{"-workers", "3", "-duration", "2s", "-lifetime", "1s", "-store", "f", "-dpop"}, io.Discard)
+	if want := (config{duration: 2 * time.Second, workers: 3, lifetime: time.Second, store: "f", dpop: true}); err != nil || cfg != want {
 		t.Errorf("parseFlags = %+v, %v; want %+v", cfg, err, want)
 	}
 }
