@@ -1,6 +1,7 @@
 package autorefresh
 
 import (
+	"bytes"
 	"crypto"
 	"errors"
 	"fmt"
@@ -180,4 +181,56 @@ func (t *Transport) dpopAnswer(out *http.Request, s *state, resp *http.Response)
 		}
 	}
 	return false, nil
+}
+
+// TokenTransport returns an http.RoundTripper, over base (nil:
+// http.DefaultTransport), for the requests a client makes to its
+// authorization server itself, such as the login: an authorization code
+// exchange with x/oauth2 (pass &http.Client{Transport: d.TokenTransport(nil)}
+// in the context under oauth2.HTTPClient) or a password grant. Each request
+// carries a fresh proof of d's key, an answer that asks for a nonce (400
+// use_dpop_nonce with a DPoP-Nonce header) gets the request once more with
+// it when its body can be sent again (GetBody), and every answer's nonce is
+// kept for the token requests that follow, the refreshes included. The
+// tokens it obtains are bound to d's key: give the same DPoP to the
+// refresher.
+func (d *DPoP) TokenTransport(base http.RoundTripper) http.RoundTripper {
+	return &tokenTransport{d: d, base: baseOr(base)}
+}
+
+type tokenTransport struct {
+	d    *DPoP
+	base http.RoundTripper
+}
+
+func (tt *tokenTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	for retried := false; ; retried = true {
+		proof, err := tt.d.proof(&tt.d.tokenNonces, req.Method, req.URL, "")
+		if err != nil {
+			closeBody(req)
+			return nil, err
+		}
+		out := req.Clone(req.Context())
+		out.Header.Set(dpopHeader, proof)
+		if retried {
+			if out.Body, err = req.GetBody(); err != nil {
+				return nil, &wrapped{"replay body", err}
+			}
+		}
+		resp, err := tt.base.RoundTrip(out)
+		if err != nil {
+			return nil, err
+		}
+		_, gave := tt.d.tokenNonces.update(req.URL, resp.Header)
+		if retried || !gave || resp.StatusCode != http.StatusBadRequest || (req.Body != nil && req.GetBody == nil) {
+			return resp, nil
+		}
+		body, err := readLimited(resp.Body, 0)
+		resp.Body.Close()
+		a := &answer{body: body}
+		if err != nil || a.errorCode() != "use_dpop_nonce" {
+			resp.Body = io.NopCloser(bytes.NewReader(body))
+			return resp, nil
+		}
+	}
 }

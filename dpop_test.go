@@ -377,3 +377,42 @@ func TestDPoPKeyAfterRestart(t *testing.T) {
 		t.Errorf("after a restart with another key: %v; want ErrSessionExpired (the refresh token is bound to the old key)", err)
 	}
 }
+
+// TestDPoPTokenTransport logs in with a password grant through
+// DPoP.TokenTransport: the proof and the nonce round are made for the
+// caller, and the tokens are bound to the key the refresher then uses.
+func TestDPoPTokenTransport(t *testing.T) {
+	srv := autorefreshtest.NewServer(autorefreshtest.Options{RequireDPoP: true, RequireDPoPNonce: true})
+	t.Cleanup(srv.Close)
+	key, err := autorefresh.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &autorefresh.DPoP{Key: key}
+	login := &http.Client{Transport: d.TokenTransport(nil)}
+	resp, err := login.PostForm(srv.URL+"/oauth/token", url.Values{"grant_type": {"password"}, "username": {"alice"}, "password": {"wonderland"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var body struct {
+		AccessToken  string `json:"access_token"`
+		RefreshToken string `json:"refresh_token"`
+		TokenType    string `json:"token_type"`
+	}
+	json.NewDecoder(resp.Body).Decode(&body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || body.TokenType != "DPoP" {
+		t.Fatalf("login: status %d, token type %q; want 200 DPoP", resp.StatusCode, body.TokenType)
+	}
+	if n := srv.Stats().DPoPNonceDemands; n != 1 {
+		t.Errorf("nonce demands at login = %d; want 1 (one retry, made by the transport)", n)
+	}
+	tr := dpopOAuth2(srv, d, autorefresh.NewMemoryStore(autorefresh.Tokens{AccessToken: body.AccessToken, RefreshToken: body.RefreshToken, TokenType: body.TokenType}))
+	srv.ExpireAccessTokens()
+	if code, err := getStatus(t, autorefresh.NewClient(nil, tr), srv.URL+"/api/me"); code != 200 {
+		t.Fatalf("status = %d, %v; want 200", code, err)
+	}
+	if n := srv.Stats().Refreshes; n != 1 {
+		t.Errorf("refreshes = %d; want 1 with the key of the login", n)
+	}
+}
