@@ -3,10 +3,6 @@ package main
 import (
 	"context"
 	"crypto"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -21,7 +17,6 @@ import (
 
 	"github.com/autorefresh/autorefresh"
 	"github.com/autorefresh/autorefresh/autorefreshtest"
-	"github.com/golang-jwt/jwt/v5"
 )
 
 // dpopKeyFile is the name of the DPoP key file, kept beside the token file.
@@ -32,6 +27,7 @@ const dpopKeyFile = "dpop-key.pem"
 // token file, since the refresh token works only with it.
 type dpopMode struct {
 	key      crypto.Signer
+	dpop     *autorefresh.DPoP // of the login and the refresher, which share its nonces
 	keyPath  string
 	created  bool   // this run created the key file
 	tmpDir   string // holds the key file without -store; removed by close
@@ -59,6 +55,7 @@ func newDPoPMode(store, serverURL string, base http.RoundTripper) (*dpopMode, er
 		m.close()
 		return nil, err
 	}
+	m.dpop = &autorefresh.DPoP{Key: m.key}
 	return m, nil
 }
 
@@ -72,7 +69,7 @@ func (m *dpopMode) close() {
 // refresher returns the refresher of the session: OAuth2 with the key, which
 // the Transport uses for its requests' proofs too.
 func (m *dpopMode) refresher() *autorefresh.OAuth2 {
-	return &autorefresh.OAuth2{TokenURL: m.tokenURL, Base: m.base, DPoP: &autorefresh.DPoP{Key: m.key}}
+	return &autorefresh.OAuth2{TokenURL: m.tokenURL, Base: m.base, DPoP: m.dpop}
 }
 
 // String describes the key file.
@@ -97,86 +94,40 @@ type tokenAnswer struct {
 }
 
 // login starts a session bound to the key: a password grant (RFC 6749
-// section 4.3) with a DPoP proof, sent once more with the nonce that the
-// server asks for, whose tokens go to tr. The login is the application's
-// part, as Transport.Login is for the header protocol; every proof after it
-// is the library's.
+// section 4.3) sent through the DPoP's TokenTransport, which adds the proof
+// and answers the server's nonce round, and whose tokens go to tr. The
+// login is the application's part, as Transport.Login is for the header
+// protocol; every proof after it is the library's.
 func (m *dpopMode) login(ctx context.Context, tr *autorefresh.Transport) error {
 	form := url.Values{
 		"grant_type": {"password"},
 		"username":   {autorefreshtest.DefaultUser},
 		"password":   {autorefreshtest.DefaultPassword},
 	}
-	nonce := ""
-	for {
-		sent := time.Now()
-		a, next, err := m.grant(ctx, form, nonce)
-		switch {
-		case err != nil:
-			return err
-		case a.Error == "use_dpop_nonce" && nonce == "" && next != "":
-			nonce = next
-			continue
-		case a.Error != "" || a.AccessToken == "":
-			return fmt.Errorf("login: the token endpoint answered error %q", a.Error)
-		case !strings.EqualFold(a.TokenType, "DPoP"):
-			return fmt.Errorf("login: the token endpoint issued a %q token; want DPoP", a.TokenType)
-		}
-		tok := autorefresh.Tokens{AccessToken: a.AccessToken, RefreshToken: a.RefreshToken, TokenType: a.TokenType}
-		if a.ExpiresIn > 0 {
-			tok.Expiry = sent.Add(time.Duration(a.ExpiresIn) * time.Second)
-		}
-		return tr.SetTokens(ctx, tok)
-	}
-}
-
-// grant POSTs form to the token endpoint with a proof carrying nonce, and
-// returns the answer and the nonce that the server gave (DPoP-Nonce).
-func (m *dpopMode) grant(ctx context.Context, form url.Values, nonce string) (tokenAnswer, string, error) {
-	var a tokenAnswer
-	proof, err := tokenProof(m.key, m.tokenURL, nonce)
-	if err != nil {
-		return a, "", err
-	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, m.tokenURL, strings.NewReader(form.Encode()))
 	if err != nil {
-		return a, "", err
+		return err
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.Header.Set("Accept", "application/json")
-	req.Header.Set("DPoP", proof)
-	resp, err := m.base.RoundTrip(req)
+	resp, err := m.dpop.TokenTransport(m.base).RoundTrip(req)
 	if err != nil {
-		return a, "", err
+		return err
 	}
 	defer resp.Body.Close()
+	var a tokenAnswer
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&a); err != nil {
-		return a, "", fmt.Errorf("login: the token endpoint answered %s with malformed JSON", resp.Status)
+		return fmt.Errorf("login: the token endpoint answered %s with malformed JSON", resp.Status)
 	}
-	return a, resp.Header.Get("DPoP-Nonce"), nil
-}
-
-// tokenProof returns a DPoP proof (RFC 9449 section 4.2) of key for a token
-// request to tokenURL: ES256, with the public key as a JWK, and the nonce
-// when not empty. The library makes the proofs of every request after the
-// login; this one is the demo's, made with golang-jwt. key must be an ECDSA
-// P-256 key, as LoadOrCreateKey creates.
-func tokenProof(key crypto.Signer, tokenURL, nonce string) (string, error) {
-	k, ok := key.(*ecdsa.PrivateKey)
-	if !ok || k.Curve != elliptic.P256() {
-		return "", fmt.Errorf("login: the DPoP key is a %T; the demo signs its login with an ECDSA P-256 key", key)
+	switch {
+	case a.Error != "" || a.AccessToken == "":
+		return fmt.Errorf("login: the token endpoint answered error %q", a.Error)
+	case !strings.EqualFold(a.TokenType, "DPoP"):
+		return fmt.Errorf("login: the token endpoint issued a %q token; want DPoP", a.TokenType)
 	}
-	pub, err := k.PublicKey.ECDH()
-	if err != nil {
-		return "", err
+	tok := autorefresh.Tokens{AccessToken: a.AccessToken, RefreshToken: a.RefreshToken, TokenType: a.TokenType}
+	if a.ExpiresIn > 0 {
+		tok.Expiry = time.Now().Add(time.Duration(a.ExpiresIn) * time.Second)
 	}
-	b, enc := pub.Bytes(), base64.RawURLEncoding.EncodeToString // 0x04 || X || Y
-	claims := jwt.MapClaims{"jti": rand.Text(), "htm": http.MethodPost, "htu": tokenURL, "iat": time.Now().Unix()}
-	if nonce != "" {
-		claims["nonce"] = nonce
-	}
-	tok := jwt.NewWithClaims(jwt.SigningMethodES256, claims)
-	tok.Header["typ"] = "dpop+jwt"
-	tok.Header["jwk"] = map[string]string{"kty": "EC", "crv": "P-256", "x": enc(b[1:33]), "y": enc(b[33:])}
-	return tok.SignedString(k)
+	return tr.SetTokens(ctx, tok)
 }
