@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -419,5 +420,34 @@ func TestProactiveRefreshWithoutRefreshTokenKeepsValidToken(t *testing.T) {
 	}
 	if _, err := tr.Tokens(t.Context()); err != nil {
 		t.Errorf("Tokens after the background refresh: %v; want the still valid access token kept", err)
+	}
+}
+
+// TestClientCredentialsNeverSessionExpired: the README's client credentials
+// section says "There is no session to expire", and ClientCredentials' doc
+// that its errors never wrap ErrSessionExpired. Two replicas share a token
+// file; one logs out (or the file is removed). The other's next refresh
+// finds the store empty and ends "the session": its request fails with
+// ErrSessionExpired, which callers handle as "log in again", and the
+// request after it gets a new token anyway.
+func TestClientCredentialsNeverSessionExpired(t *testing.T) {
+	srv := ccServer(t, autorefreshtest.Options{})
+	path := filepath.Join(t.TempDir(), "tokens.json")
+	a, ca := ccTransport(autorefresh.NewFileStore(path), ccRefresher(srv))
+	_, cb := ccTransport(autorefresh.NewFileStore(path), ccRefresher(srv))
+	for _, c := range []*http.Client{ca, cb} {
+		if code := get(t, c, srv.URL+"/api/me"); code != 200 {
+			t.Fatalf("status = %d; want 200", code)
+		}
+	}
+	if err := a.Logout(t.Context()); err != nil {
+		t.Fatalf("Logout: %v", err)
+	}
+	srv.ExpireAccessTokens() // the other replica's token is refused: it refreshes
+	resp, err := cb.Get(srv.URL + "/api/me")
+	if errors.Is(err, autorefresh.ErrSessionExpired) {
+		t.Errorf("the other replica's request: %v; want no ErrSessionExpired from a ClientCredentials Transport", err)
+	} else if err == nil {
+		resp.Body.Close()
 	}
 }
