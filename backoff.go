@@ -65,7 +65,7 @@ func (s *state) fail(err error, now time.Time) {
 // wrong, rather than that a server is unwell.
 func configError(err error) bool {
 	return errors.Is(err, ErrClientRejected) || errors.Is(err, ErrBadMetadata) || errors.Is(err, ErrClientAssertion) ||
-		errors.Is(err, ErrDPoPDowngrade) || errors.Is(err, ErrDPoPKeyMissing)
+		errors.Is(err, ErrDPoPKeyMissing) || errors.Is(err, errRefusedFresh)
 }
 
 // backoffError is the error of a refresh of s asked for at now while it is

@@ -1,6 +1,7 @@
 package autorefresh
 
 import (
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"net/url"
@@ -71,7 +72,10 @@ func (c *oauthClient) authenticate(form url.Values, aud string) (clientAuth, err
 	case c.id == "":
 		return clientAuth{}, nil
 	case c.secret != "" && c.style == AuthStyleInHeader:
-		return clientAuth{basic: true, secrets: []string{c.secret}}, nil
+		// A server may quote the Authorization header it got: its
+		// base64 holds the secret too.
+		basic := base64.StdEncoding.EncodeToString([]byte(url.QueryEscape(c.id) + ":" + url.QueryEscape(c.secret)))
+		return clientAuth{basic: true, secrets: []string{c.secret, basic}}, nil
 	}
 	form.Set("client_id", c.id)
 	if c.secret != "" {

@@ -3,12 +3,14 @@ package autorefresh
 import (
 	"context"
 	"crypto"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
 )
 
@@ -166,7 +168,9 @@ func (c *ClientCredentials) request(ctx context.Context, current Tokens) (Tokens
 		form[k] = v
 	}
 	form.Set("grant_type", "client_credentials")
-	setScope(form, c.Scopes)
+	if len(c.Scopes) > 0 {
+		form.Set("scope", strings.Join(c.Scopes, " "))
+	}
 	if len(c.Resources) > 0 {
 		form["resource"] = c.Resources
 	}
@@ -202,3 +206,8 @@ func (c *ClientCredentials) Format(f fmt.State, verb rune) { io.WriteString(f, c
 
 // LogValue implements slog.LogValuer: a ClientCredentials logs as String.
 func (c *ClientCredentials) LogValue() slog.Value { return slog.StringValue(c.String()) }
+
+// MarshalJSON encodes c as the JSON string of String, so that a struct
+// that holds it, encoded or logged as JSON (slog's JSONHandler), shows no
+// secret.
+func (c *ClientCredentials) MarshalJSON() ([]byte, error) { return json.Marshal(c.String()) }

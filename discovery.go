@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 )
 
 // This file finds an authorization server's endpoints from its issuer
@@ -137,8 +138,9 @@ type metadataFetch struct {
 
 // get returns the metadata of issuer, calling fetch unless it is known or
 // being fetched already. A caller that waits for another's fetch leaves
-// when its ctx is done; the fetch runs on the context of the caller that
-// started it.
+// when its ctx is done. The fetch keeps the values of the context of the
+// caller that started it but not its cancellation, so that one caller
+// leaving does not fail the others: it is bounded by fetchTimeout.
 func (c *metadataCache) get(ctx context.Context, issuer string, fetch func(context.Context) (*metadata, error)) (*metadata, error) {
 	c.mu.Lock()
 	if c.meta != nil && c.issuer == issuer {
@@ -146,19 +148,28 @@ func (c *metadataCache) get(ctx context.Context, issuer string, fetch func(conte
 		c.mu.Unlock()
 		return m, nil
 	}
-	if f := c.call; f != nil {
-		c.mu.Unlock()
-		select {
-		case <-f.done:
-			return f.meta, f.err
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
+	f := c.call
+	if f == nil {
+		f = &metadataFetch{done: make(chan struct{})}
+		c.call = f
+		go c.run(context.WithoutCancel(ctx), issuer, f, fetch)
 	}
-	f := &metadataFetch{done: make(chan struct{})}
-	c.call = f
 	c.mu.Unlock()
+	select {
+	case <-f.done:
+		return f.meta, f.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// run does the fetch f of issuer's metadata, bounded by fetchTimeout, and
+// caches what it found.
+func (c *metadataCache) run(ctx context.Context, issuer string, f *metadataFetch, fetch func(context.Context) (*metadata, error)) {
 	defer func() {
+		if recover() != nil {
+			f.meta, f.err = nil, errFetchPanicked
+		}
 		c.mu.Lock()
 		c.call = nil
 		if f.err == nil && f.meta != nil {
@@ -167,10 +178,13 @@ func (c *metadataCache) get(ctx context.Context, issuer string, fetch func(conte
 		c.mu.Unlock()
 		close(f.done)
 	}()
-	f.err = errFetchPanicked // until fetch returns
+	ctx, cancel := context.WithTimeout(ctx, fetchTimeout)
+	defer cancel()
 	f.meta, f.err = fetch(ctx)
-	return f.meta, f.err
 }
+
+// fetchTimeout bounds a metadata fetch, which no caller's context ends.
+const fetchTimeout = 30 * time.Second
 
 // endpoints are an authorization server's endpoint URLs.
 type endpoints struct {

@@ -2,7 +2,9 @@ package autorefresh
 
 import (
 	"bytes"
+	"context"
 	"crypto"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -27,7 +29,9 @@ var (
 
 	// ErrDPoPDowngrade is wrapped by the *RefreshError of a token endpoint
 	// that answered a DPoP token request with a Bearer token, unless
-	// DPoP.AllowBearer permits it.
+	// DPoP.AllowBearer permits it. The error wraps ErrSessionExpired too:
+	// the answer spent the refresh token it refused, so the session ends
+	// rather than present that token again.
 	ErrDPoPDowngrade = errors.New("autorefresh: the token endpoint issued a Bearer token where DPoP was asked for")
 )
 
@@ -38,7 +42,8 @@ var (
 // ClientCredentials refresher, which the Transport then uses) to have:
 //
 //   - token requests carry a proof, and the tokens come back with
-//     token_type "DPoP";
+//     token_type "DPoP" (a Bearer answer ends the session with
+//     ErrDPoPDowngrade, unless AllowBearer);
 //   - API requests with DPoP tokens carry "Authorization: DPoP <token>" and
 //     a proof with the hash of the token ("ath"), whatever the Transport's
 //     Scheme; a replay after a refresh carries a new proof;
@@ -68,8 +73,9 @@ type DPoP struct {
 
 	// AllowBearer lets a token endpoint that answers a DPoP token request
 	// with a Bearer token be used anyway, the tokens then sent as Bearer.
-	// By default such a downgrade is refused (ErrDPoPDowngrade): it defeats
-	// the point of DPoP.
+	// By default such a downgrade is refused: it defeats the point of
+	// DPoP. It ends the session (ErrDPoPDowngrade, with ErrSessionExpired),
+	// since the answer has spent the refresh token.
 	AllowBearer bool
 
 	once   sync.Once
@@ -124,6 +130,18 @@ func (d *DPoP) Format(f fmt.State, verb rune) { io.WriteString(f, d.String()) }
 
 // LogValue implements slog.LogValuer: a DPoP logs as String.
 func (d *DPoP) LogValue() slog.Value { return slog.StringValue(d.String()) }
+
+// dpopKey carries, in the context of a refresh, the DPoP of the Transport,
+// which a refresher without one of its own uses.
+type dpopKey struct{}
+
+// dpopFor returns d, or the DPoP that ctx carries when d is nil.
+func dpopFor(ctx context.Context, d *DPoP) *DPoP {
+	if d == nil {
+		d, _ = ctx.Value(dpopKey{}).(*DPoP)
+	}
+	return d
+}
 
 // dpopDeclarer is a Refresher configured for DPoP, whose DPoP the Transport
 // uses when its own is nil.
@@ -212,7 +230,7 @@ func (tt *tokenTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		out := req.Clone(req.Context())
 		out.Header.Set(dpopHeader, proof)
-		if retried {
+		if retried && req.GetBody != nil {
 			if out.Body, err = req.GetBody(); err != nil {
 				return nil, &wrapped{"replay body", err}
 			}
@@ -222,7 +240,8 @@ func (tt *tokenTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 			return nil, err
 		}
 		_, gave := tt.d.tokenNonces.update(req.URL, resp.Header)
-		if retried || !gave || resp.StatusCode != http.StatusBadRequest || (req.Body != nil && req.GetBody == nil) {
+		hasBody := req.Body != nil && req.Body != http.NoBody
+		if retried || !gave || resp.StatusCode != http.StatusBadRequest || hasBody && req.GetBody == nil {
 			return resp, nil
 		}
 		body, err := readLimited(resp.Body, 0)
@@ -234,3 +253,8 @@ func (tt *tokenTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 	}
 }
+
+// MarshalJSON encodes d as the JSON string of String, so that a struct
+// that holds it, encoded or logged as JSON (slog's JSONHandler), shows no
+// secret.
+func (d *DPoP) MarshalJSON() ([]byte, error) { return json.Marshal(d.String()) }

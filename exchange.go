@@ -80,6 +80,9 @@ func (m *tokenManager) reconcile(ctx context.Context, s *state, ev *RefreshEvent
 	case storeUnreadable:
 		return s.tokens, nil, &RefreshError{Err: err}
 	case storeEmptied:
+		if m.starts() {
+			return s.tokens, nil, nil // no session to end: a new token is asked for
+		}
 		err := &RefreshError{Err: fmt.Errorf("%w: the tokens were removed from the store", ErrSessionExpired)}
 		return s.tokens, m.end(s, err, ev, nil), err
 	case storeOther:
@@ -174,6 +177,9 @@ func (m *tokenManager) adopt(s, ns *state) *state {
 // holder may have written), the stored state wins.
 func (m *tokenManager) commit(ctx context.Context, s *state, from, tok Tokens, ev *RefreshEvent) (*state, error) {
 	next := m.newFreshState(tok)
+	if s.futile.Load() {
+		next.failures.Store(s.failures.Load()) // its back-off grows on
+	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), m.t.refreshTimeout())
 	defer cancel()
 	err := m.saveFresh(ctx, s.gen, tok)

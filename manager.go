@@ -31,6 +31,13 @@ type state struct {
 	// rejected): requests refused with an older generation fail with it.
 	err error
 
+	// fresh is set on a state issued by a refresh, proven once a request
+	// sent with it was not refused, and futile when it was refused before
+	// that: refreshing again would not help (see refused).
+	fresh  bool
+	proven atomic.Bool
+	futile atomic.Bool
+
 	// Back-off after failed refreshes of this generation (see fail), and
 	// whether a refresh of it runs in the background.
 	started  atomic.Bool
@@ -115,7 +122,7 @@ func (m *tokenManager) newState(tok Tokens) *state { return m.makeState(tok, fal
 func (m *tokenManager) newFreshState(tok Tokens) *state { return m.makeState(tok, true) }
 
 func (m *tokenManager) makeState(tok Tokens, fresh bool) *state {
-	s := &state{tokens: tok, hdr: m.t.headersFor(tok), bound: isDPoP(tok)}
+	s := &state{tokens: tok, hdr: m.t.headersFor(tok), bound: isDPoP(tok), fresh: fresh}
 	now := m.t.clock()
 	exp, iat := tok.Expiry, time.Time{}
 	if exp.IsZero() {

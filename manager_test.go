@@ -921,6 +921,9 @@ func TestHangingEarlyRefreshDoesNotHoldGoodTokens(t *testing.T) {
 			t.Errorf("request %d: status %d; want 200", i, resp.StatusCode)
 		}
 	}
+	// The refresh started in the background reaches the endpoint, and
+	// hangs there.
+	waitFor(t, "the refresh to reach the endpoint", func() bool { return srv.refreshCalls.Load() >= 1 })
 	if n := srv.refreshCalls.Load(); n != 1 {
 		t.Errorf("refresh calls = %d; want 1 (still under way)", n)
 	}

@@ -3,6 +3,7 @@ package autorefresh
 import (
 	"context"
 	"crypto"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -187,11 +188,6 @@ func (o *OAuth2) Refresh(ctx context.Context, current Tokens) (Tokens, error) {
 	if current.RefreshToken == "" {
 		return Tokens{}, &RefreshError{Err: fmt.Errorf("%w: no refresh token", ErrSessionExpired)}
 	}
-	if isDPoP(current) && o.DPoP == nil {
-		// Its refresh token may be bound to a key: refreshing without it
-		// could end the session.
-		return Tokens{}, &RefreshError{Err: ErrDPoPKeyMissing}
-	}
 	form := make(url.Values, len(o.Params)+3)
 	for k, v := range o.Params {
 		form[k] = v
@@ -255,3 +251,8 @@ func (o *OAuth2) Format(f fmt.State, verb rune) { io.WriteString(f, o.String()) 
 
 // LogValue implements slog.LogValuer: an OAuth2 logs as String.
 func (o *OAuth2) LogValue() slog.Value { return slog.StringValue(o.String()) }
+
+// MarshalJSON encodes o as the JSON string of String, so that a struct
+// that holds it, encoded or logged as JSON (slog's JSONHandler), shows no
+// secret.
+func (o *OAuth2) MarshalJSON() ([]byte, error) { return json.Marshal(o.String()) }

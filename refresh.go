@@ -121,7 +121,9 @@ func (m *tokenManager) ready(ctx context.Context) (*state, error) {
 		return m.refresh(ctx, s, causeExpired)
 	case s.expired(now):
 		return m.refresh(ctx, s, causeExpired)
-	case s.due(now):
+	case s.due(now) && (s.tokens.RefreshToken != "" || m.starts()):
+		// (Without a refresh token there is nothing to refresh it with:
+		// the token is used until it expires or is refused.)
 		m.refreshInBackground(s, now)
 	}
 	return s, nil
@@ -142,7 +144,7 @@ func (m *tokenManager) refused(ctx context.Context, s *state) (*state, error) {
 		}
 		return ns, nil
 	}
-	if m.t.Refresher == nil {
+	if m.t.Refresher == nil || m.hopeless(s) {
 		return nil, nil
 	}
 	ns, err := m.refresh(ctx, s, causeRefused)
@@ -153,6 +155,28 @@ func (m *tokenManager) refused(ctx context.Context, s *state) (*state, error) {
 		return nil, cmp.Or(ns.err, ErrNoTokens)
 	}
 	return ns, nil
+}
+
+// errRefusedFresh is the failure recorded for a state whose tokens were
+// refused before any request succeeded with them.
+var errRefusedFresh = errors.New("autorefresh: the server refused tokens just issued; refreshing again would not help")
+
+// hopeless reports whether refreshing s, whose tokens were refused, would
+// not help: s was issued by a refresh and refused before any request
+// succeeded with it (an API that refuses every token: a wrong audience, a
+// key it does not know). The refusal is then returned as it is, and the
+// next refresh waits for a back-off, as after a configuration error, so that
+// such an API does not cost a token call per request.
+func (m *tokenManager) hopeless(s *state) bool {
+	now := m.t.clock()
+	if s.futile.Load() {
+		return s.held(now)
+	}
+	if !s.fresh || s.proven.Load() || !s.futile.CompareAndSwap(false, true) {
+		return false
+	}
+	s.fail(errRefusedFresh, now)
+	return true
 }
 
 // starts reports whether the Refresher obtains tokens when there are none.
@@ -276,6 +300,9 @@ func (m *tokenManager) run(ctx context.Context, s *state, why cause) (*state, er
 		return cur, cur.err
 	}
 	ctx = context.WithValue(context.WithoutCancel(ctx), refreshKey{}, true)
+	if d := m.t.DPoP; d != nil {
+		ctx = context.WithValue(ctx, dpopKey{}, d)
+	}
 	ctx, cancel := context.WithTimeout(ctx, m.t.refreshTimeout())
 	defer cancel()
 

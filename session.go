@@ -197,8 +197,9 @@ func (t *Transport) checkRequest(ctx context.Context, checkURL string) (*http.Re
 }
 
 // Logout ends the session. When the Refresher is a Revoker (OAuth2 with a
-// revocation endpoint), it first revokes the tokens at the server. Then,
-// whatever the server said, it drops the tokens from memory, so that
+// revocation endpoint), it first revokes the tokens at the server, waiting
+// at most RefreshTimeout for it. Then, whatever the server said, it drops
+// the tokens from memory, so that
 // requests go out without them from now on, and clears the store (under its
 // lock when it is a Locker). A refresh under way does not bring them back.
 //
@@ -207,13 +208,18 @@ func (t *Transport) checkRequest(ctx context.Context, checkURL string) (*http.Re
 // does not read the store again (which still holds the old pair) until
 // SetTokens or Login succeeds. Call Logout again to retry clearing the
 // store.
+//
+// With a Starter (ClientCredentials), there is no user's session to end:
+// the next request obtains a new token with the client's credentials.
 func (t *Transport) Logout(ctx context.Context) error {
 	var rerr error
 	if r, ok := t.Refresher.(Revoker); ok {
 		if tok, err := t.Tokens(ctx); err == nil {
-			if rerr = r.Revoke(ctx, tok); rerr != nil {
+			rctx, cancel := context.WithTimeout(ctx, t.refreshTimeout())
+			if rerr = r.Revoke(rctx, tok); rerr != nil {
 				rerr = &wrapped{"revoke tokens", rerr}
 			}
+			cancel()
 		}
 	}
 	return errors.Join(rerr, t.manager().logout(ctx))

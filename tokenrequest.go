@@ -149,6 +149,12 @@ const (
 // answer. current holds the tokens in use, whose values the errors never
 // show. Every error is a *RefreshError.
 func (c *oauthClient) requestTokens(ctx context.Context, g grant, form url.Values, current Tokens) (Tokens, error) {
+	c.dpop = dpopFor(ctx, c.dpop)
+	if isDPoP(current) && c.dpop == nil {
+		// Its refresh token may be bound to a key: refreshing without it
+		// could end the session.
+		return Tokens{}, &RefreshError{Err: ErrDPoPKeyMissing}
+	}
 	ep, err := c.endpoints(ctx, false)
 	if err != nil {
 		return Tokens{}, &RefreshError{Err: err}
@@ -285,7 +291,9 @@ func (tr tokenResponse) tokenType(d *DPoP) (string, error) {
 	switch {
 	case tr.TokenType == "" || strings.EqualFold(tr.TokenType, "bearer"):
 		if d != nil && !d.AllowBearer {
-			return "", ErrDPoPDowngrade
+			// The server has spent the refresh token: trying again
+			// would present it twice. The session is over.
+			return "", fmt.Errorf("%w: %w", ErrSessionExpired, ErrDPoPDowngrade)
 		}
 		return "Bearer", nil
 	case strings.EqualFold(tr.TokenType, "dpop") && d != nil:

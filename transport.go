@@ -2,6 +2,7 @@ package autorefresh
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -132,8 +133,10 @@ type Transport struct {
 	Hosts []string
 
 	// DPoP, if not nil, makes the tokens sender-constrained (RFC 9449): see
-	// DPoP. If nil, the DPoP of the Refresher (OAuth2, ClientCredentials)
-	// is used, if it has one. Requests with tokens of type "DPoP" need one.
+	// DPoP. The Refresher (OAuth2, ClientCredentials) uses it for its token
+	// requests when it has no DPoP of its own. If nil, the DPoP of the
+	// Refresher is used, if it has one. Requests with tokens of type "DPoP"
+	// need one.
 	DPoP *DPoP
 
 	// AllowHTTP permits Login and Resume to use plain http:// URLs of hosts
@@ -239,14 +242,16 @@ func (t *Transport) roundTrip(req *http.Request) (*http.Response, *state, error)
 	var nonced, refreshed bool
 	for {
 		resp, wantsNonce, err := t.attempt(req, s, body)
+		if err != nil {
+			return nil, s, err
+		}
+		refused := t.refuses(s, resp)
 		replay := false
 		switch {
-		case err != nil:
-			return nil, s, err
 		case wantsNonce && !nonced:
 			nonced = true
 			t.stats.nonceRetries.Add(1)
-		case !refreshed && t.refuses(s, resp):
+		case refused && !refreshed:
 			refreshed = true
 			ns, err := t.manager().refused(ctx, s)
 			if ns == nil {
@@ -254,6 +259,9 @@ func (t *Transport) roundTrip(req *http.Request) (*http.Response, *state, error)
 			}
 			s, replay = ns, true
 		default:
+			if !refused && !s.proven.Load() {
+				s.proven.Store(true)
+			}
 			return resp, s, nil
 		}
 		discard(resp.Body)
@@ -465,3 +473,8 @@ func (t *Transport) Format(f fmt.State, verb rune) { io.WriteString(f, t.String(
 
 // LogValue implements slog.LogValuer: a Transport logs as String.
 func (t *Transport) LogValue() slog.Value { return slog.StringValue(t.String()) }
+
+// MarshalJSON encodes t as the JSON string of String, so that a struct
+// that holds it, encoded or logged as JSON (slog's JSONHandler), shows no
+// secret.
+func (t *Transport) MarshalJSON() ([]byte, error) { return json.Marshal(t.String()) }
