@@ -1425,3 +1425,39 @@ func TestRefusalWithOtherTokenRefreshesDuringBackoff(t *testing.T) {
 		t.Errorf("refresh calls for the refused request = %d; want 1", n)
 	}
 }
+
+// TestLoginDoesNotWaitForAHangingClear: with a store that is not a Locker,
+// writes to the store are serialized by the manager's writeMu, which is
+// held across the store's Save or Clear and taken without regard to the
+// caller's context. A Logout whose Clear hangs (a network store that does
+// not answer) makes every later SetTokens and Login hang too, past their
+// own deadlines: "logouts and logins do not block behind each other's I/O"
+// (issue 11), and a call with a deadline returns by it.
+func TestLoginDoesNotWaitForAHangingClear(t *testing.T) {
+	srv := newProtoServer(t)
+	store := &gateStore{entered: make(chan struct{}), release: make(chan struct{})}
+	store.MemoryStore.Save(context.Background(), srv.issue())
+	tr := &Transport{Store: store, Refresher: &Endpoint{URL: srv.URL + "/auth/refreshtoken"}}
+	if _, err := tr.Tokens(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	store.armed.Store(true)
+	logout := make(chan error, 1)
+	go func() { logout <- tr.Logout(context.Background()) }()
+	<-store.entered // the Clear hangs
+	defer func() {
+		close(store.release)
+		<-logout
+	}()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- tr.SetTokens(ctx, srv.issue()) }()
+	select {
+	case err := <-done:
+		t.Logf("SetTokens: %v", err)
+	case <-time.After(5 * time.Second):
+		t.Fatal("SetTokens with a 200 ms deadline still blocked after 5 s behind a Logout whose Clear hangs")
+	}
+}
