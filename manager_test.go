@@ -1149,6 +1149,65 @@ func TestCorruptSharedFileIsOverwrittenByRefresh(t *testing.T) {
 	}
 }
 
+// TestCorruptSharedFileStaleProcessDoesNotEndSession: process A refreshes
+// and saves p1; process B, which holds p0 in memory (opaque tokens: it
+// learns of p1 only when refused), finds the shared file corrupt at its
+// next refresh, writes its spent p0 over it, refreshes p0, is rejected, and
+// deletes the file: a logout for every process. A, holding the good p1,
+// then ends its session at its next refresh. Issue 10 item 8: the process
+// that holds good tokens refreshes with them and overwrites the corrupt
+// file; a process whose pair was spent must not end the others' session.
+func TestCorruptSharedFileStaleProcessDoesNotEndSession(t *testing.T) {
+	srv := newProtoServer(t)
+	path := tokenPath(t)
+	p0 := srv.issue()
+	if err := NewFileStore(path).Save(context.Background(), p0); err != nil {
+		t.Fatal(err)
+	}
+	expire := func(access string) {
+		srv.mu.Lock()
+		delete(srv.access, access)
+		srv.mu.Unlock()
+	}
+	process := func() (*Transport, *http.Client) {
+		tr := &Transport{Store: NewFileStore(path), Refresher: &Endpoint{URL: srv.URL + "/auth/refreshtoken"}}
+		return tr, NewClient(nil, tr)
+	}
+	trA, a := process()
+	_, b := process()
+	for _, c := range []*http.Client{a, b} {
+		if code, _ := get(t, c, srv.URL+"/api/x"); code != 200 {
+			t.Fatalf("first request: status %d; want 200", code)
+		}
+	}
+	expire(p0.AccessToken)
+	if code, _ := get(t, a, srv.URL+"/api/x"); code != 200 { // A refreshes p0 into p1
+		t.Fatalf("A after p0 expired: status %d; want 200", code)
+	}
+	p1, _ := trA.Tokens(context.Background())
+
+	if err := os.WriteFile(path, []byte(`{"accessToken": "half a tok`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := b.Get(srv.URL + "/api/x") // B, refused with p0
+	if err == nil {
+		resp.Body.Close()
+	}
+	t.Logf("B with the spent p0 and a corrupt file: %v", err)
+
+	expire(p1.AccessToken)
+	resp, err = a.Get(srv.URL + "/api/x")
+	if err == nil {
+		resp.Body.Close()
+	}
+	if err != nil || resp.StatusCode != 200 {
+		t.Errorf("A after p1 expired: %v; want 200 (A's refresh token was never spent, nobody logged out)", err)
+	}
+	if _, err := NewFileStore(path).Load(context.Background()); err != nil {
+		t.Errorf("token file: %v; want A's pair", err)
+	}
+}
+
 // TestRefusalOfOldSessionKeepsNewLogin sends a request with one pair, logs
 // in with another while the request is on the server, then refuses the
 // request: the refusal is about the old pair, so nothing is refreshed or
