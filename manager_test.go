@@ -1520,3 +1520,48 @@ func TestLoginDoesNotWaitForAHangingClear(t *testing.T) {
 		t.Fatal("SetTokens with a 200 ms deadline still blocked after 5 s behind a Logout whose Clear hangs")
 	}
 }
+
+// flakyClearStore is a MemoryStore whose Clear fails while failing is set.
+type flakyClearStore struct {
+	*MemoryStore
+	failing atomic.Bool
+}
+
+func (s *flakyClearStore) Clear(ctx context.Context) error {
+	if s.failing.Load() {
+		return errors.New("store unreachable")
+	}
+	return s.MemoryStore.Clear(ctx)
+}
+
+// TestEndedSessionPicksUpNewLoginAfterFailedClear: a refresh is rejected and
+// the store's Clear fails once (a Redis blip, a read-only file system for a
+// moment). The ended state is then recorded as "not saved", the mark that
+// keeps a failed Logout from being undone, and reload never reads the store
+// again: when the user logs in again through another process or replica,
+// this Transport keeps sending requests without tokens, refused, until it
+// is restarted. The Transport's doc: after the session ended, "when such a
+// request is refused, the Store is read again, in case another process has
+// logged in meanwhile"; only a Logout whose clear failed is an exception.
+func TestEndedSessionPicksUpNewLoginAfterFailedClear(t *testing.T) {
+	srv := newProtoServer(t)
+	store := &flakyClearStore{MemoryStore: NewMemoryStore(srv.stale())}
+	tr := &Transport{Store: store, Refresher: &Endpoint{URL: srv.URL + "/auth/refreshtoken"}}
+	c := NewClient(nil, tr)
+
+	srv.refreshStatus.Store(http.StatusUnauthorized)
+	store.failing.Store(true)
+	if _, err := c.Get(srv.URL + "/api/x"); !errors.Is(err, ErrSessionExpired) {
+		t.Fatalf("request whose refresh is rejected: %v; want ErrSessionExpired", err)
+	}
+	store.failing.Store(false)
+	srv.refreshStatus.Store(0)
+
+	// Another process logs in and saves its pair.
+	if err := store.MemoryStore.Save(context.Background(), srv.issue()); err != nil {
+		t.Fatal(err)
+	}
+	if code, _ := get(t, c, srv.URL+"/api/x"); code != http.StatusOK {
+		t.Errorf("status after another process logged in = %d; want 200 (the store read again)", code)
+	}
+}
