@@ -1565,3 +1565,22 @@ func TestEndedSessionPicksUpNewLoginAfterFailedClear(t *testing.T) {
 		t.Errorf("status after another process logged in = %d; want 200 (the store read again)", code)
 	}
 }
+
+// TestDefaultEarlyWindowAsDocumented: the README ("Ahead of time, without
+// waiting") and CHANGELOG say the default window is "a quarter of the
+// token's lifetime (at most 30 s) but at least twice the last refresh's
+// duration"; the code (and the doc of EarlyRefresh) use a tenth of the
+// lifetime and one and a half times the last refresh once a refresh was
+// measured. A 100 s token after a 10 s refresh is refreshed 15 s before
+// expiry, where the README promises at least 25 s. One of them is wrong;
+// users size timeouts and lifetimes by the README.
+func TestDefaultEarlyWindowAsDocumented(t *testing.T) {
+	var tr Transport
+	tr.init()
+	tr.m.lastRefresh.Store(int64(10 * time.Second))
+	const life = 100 * time.Second
+	readme := max(min(life/4, DefaultEarlyRefresh), 2*10*time.Second) // "a quarter ... at most 30 s, at least twice the last refresh"
+	if got := tr.m.window(life); got != readme {
+		t.Errorf("window for a %v token after a 10 s refresh = %v; the README says %v", life, got, readme)
+	}
+}
