@@ -1584,3 +1584,61 @@ func TestDefaultEarlyWindowAsDocumented(t *testing.T) {
 		t.Errorf("window for a %v token after a 10 s refresh = %v; the README says %v", life, got, readme)
 	}
 }
+
+// TestSetTokensOfThePairBeingRefreshed: while a refresh of pair P is on the
+// wire (the server has spent P's refresh token and is about to answer Q),
+// the application calls SetTokens(P) with the very pair being refreshed (it
+// re-applies the tokens it keeps, on a resume or a config reload). SetTokens
+// wins, as documented for a new login, so Q, the only copy of the rotated
+// refresh token, is dropped, and the Transport goes on with P, whose refresh
+// token is spent: the next refusal refreshes P again (a reuse; with reuse
+// detection the whole grant is revoked) and the session ends. A refresh
+// must not be undone by a SetTokens of the pair it refreshed: it is no new
+// session, and the Transport knows that P is spent.
+func TestSetTokensOfThePairBeingRefreshed(t *testing.T) {
+	for _, locker := range []bool{false, true} {
+		t.Run(fmt.Sprintf("Locker %v", locker), func(t *testing.T) {
+			srv := newProtoServer(t)
+			srv.refreshGate = make(chan struct{})
+			var store TokenStore = &MemoryStore{}
+			if locker {
+				store = &lockingStore{}
+			}
+			tr := &Transport{Store: store, Refresher: &Endpoint{URL: srv.URL + "/auth/refreshtoken"}}
+			ctx := context.Background()
+			p := srv.stale()
+			if err := tr.SetTokens(ctx, p); err != nil {
+				t.Fatal(err)
+			}
+			c := NewClient(nil, tr)
+			inFlight := make(chan int)
+			go func() {
+				code, _ := get(t, c, srv.URL+"/api/x")
+				inFlight <- code
+			}()
+			waitFor(t, "the refresh to start", func() bool { return srv.refreshCalls.Load() != 0 })
+			done := make(chan error)
+			go func() { done <- tr.SetTokens(ctx, p) }() // the same pair
+			if !locker {
+				if err := <-done; err != nil {
+					t.Fatal(err)
+				}
+			}
+			close(srv.refreshGate)
+			if locker {
+				if err := <-done; err != nil {
+					t.Fatal(err)
+				}
+			}
+			t.Logf("request in flight: %d", <-inFlight)
+
+			code, _ := get(t, c, srv.URL+"/api/x")
+			if code != http.StatusOK {
+				t.Errorf("next request: status %d; want 200", code)
+			}
+			if n := srv.reuses.Load(); n != 0 {
+				t.Errorf("refresh token reuses = %d; want 0", n)
+			}
+		})
+	}
+}
