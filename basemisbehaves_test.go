@@ -128,3 +128,49 @@ func TestBaseReturningNilResponseIsAnError(t *testing.T) {
 		})
 	}
 }
+
+// stallingBody blocks its reader until it is closed. Its Close closes a
+// channel, so a second Close panics: io.Closer leaves the behaviour of
+// Close after the first call undefined, and bodies like this one exist.
+type stallingBody struct{ closed chan struct{} }
+
+func (b *stallingBody) Read([]byte) (int, error) {
+	<-b.closed
+	return 0, io.ErrClosedPipe
+}
+
+func (b *stallingBody) Close() error {
+	close(b.closed)
+	return nil
+}
+
+// TestStalledRefusalBodyIsClosedOnce: a refused response whose body stalls
+// is drained in the background and cut short by closing it after
+// drainTimeout; then discard closes it again when the drain returns. A body
+// whose Close is not idempotent (io.Closer: "the behavior of Close after the
+// first call is undefined") panics in discard's goroutine, and the process
+// dies.
+func TestStalledRefusalBodyIsClosedOnce(t *testing.T) {
+	if !inChild(t, "AUTOREFRESH_REVIEW_CLOSE_TWICE") {
+		return
+	}
+	srv := newProtoServer(t)
+	stale := srv.stale()
+	body := &stallingBody{closed: make(chan struct{})}
+	base := roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		//lint:ignore SA1008 the token headers are sent as written
+		if v := r.Header["accessToken"]; len(v) == 1 && v[0] == stale.AccessToken {
+			return &http.Response{StatusCode: http.StatusForbidden, Header: http.Header{}, Body: body, Request: r}, nil
+		}
+		return http.DefaultTransport.RoundTrip(r)
+	})
+	tr, _ := srv.transport(stale)
+	tr.Base = base
+	if code, _ := get(t, NewClient(nil, tr), srv.URL+"/api/x"); code != http.StatusOK {
+		t.Errorf("status = %d; want 200 after a refresh and a replay", code)
+	}
+	<-body.closed // the drain was cut short by the first Close
+	// The drain goroutine closes the body a second time right after: wait
+	// for a discard started after it to finish.
+	waitForDrain(t)
+}
