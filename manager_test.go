@@ -1586,7 +1586,7 @@ func TestDefaultEarlyWindowAsDocumented(t *testing.T) {
 }
 
 // TestSetTokensOfThePairBeingRefreshed: while a refresh of pair P is on the
-// wire (the server has spent P's refresh token and is about to answer Q),
+// wire (the server is about to spend P's refresh token and answer Q),
 // the application calls SetTokens(P) with the very pair being refreshed (it
 // re-applies the tokens it keeps, on a resume or a config reload). SetTokens
 // wins, as documented for a new login, so Q, the only copy of the rotated
