@@ -318,3 +318,31 @@ func FuzzDecodeTokenFile(f *testing.F) {
 		}
 	})
 }
+
+// TestFileStoreKeepsEveryTokenItAccepts: SetTokens accepts any token that is
+// a valid header value, bytes 0x80 to 0xff included (obs-text, RFC 9110
+// section 5.5; a token taken from a response header, or a Latin-1 config,
+// has them). FileStore's Save encodes it with encoding/json, which replaces
+// bytes that are not UTF-8 by U+FFFD without an error: the file holds
+// another token than the one saved. After a restart the process sends and
+// refreshes with the mangled pair, and the session is gone; within the
+// process, the next refresh takes the mangled pair for another holder's
+// and adopts it. Save must store what it is given or refuse it, and the
+// Transport must refuse at the door what its stores cannot keep.
+func TestFileStoreKeepsEveryTokenItAccepts(t *testing.T) {
+	ctx := context.Background()
+	tok := Tokens{AccessToken: "acc\xe9ss-token", RefreshToken: "refresh-\xff-token"}
+	path := filepath.Join(t.TempDir(), "tokens.json")
+	tr := &Transport{Store: NewFileStore(path)}
+	if err := tr.SetTokens(ctx, tok); err != nil {
+		return // refused at the door: fine
+	}
+	got, err := NewFileStore(path).Load(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.AccessToken != tok.AccessToken || got.RefreshToken != tok.RefreshToken {
+		t.Errorf("SetTokens accepted %q / %q, and the file gives back %q / %q; want the same tokens, or SetTokens to refuse them",
+			tok.AccessToken, tok.RefreshToken, got.AccessToken, got.RefreshToken)
+	}
+}

@@ -352,3 +352,41 @@ func TestHostsMalformedEntry(t *testing.T) {
 		})
 	}
 }
+
+// TestHostsEntryThatIsNoHostName: entries that are not host names get
+// through parseHosts, because checkHostRule only refuses a few characters
+// ("/@?#[] \t"): a wildcard ("*.example.com", the way many configs write
+// "every subdomain"), a bare "*", a host with a control character or a
+// percent sign. They are then accepted and silently match nothing, so the
+// tokens go nowhere and every request is refused without a word. The doc of
+// Hosts lists the accepted forms and says "Any other entry makes every
+// request fail with an error wrapping ErrInvalidHosts, without sending
+// anything"; bad input gets a clear error.
+func TestHostsEntryThatIsNoHostName(t *testing.T) {
+	for _, entry := range []string{
+		"*.example.com",
+		"*",
+		"https://*.example.com",
+		"api.example.com\n",
+		"api.exa%mple.com",
+		"api.example.com,other.example.com",
+	} {
+		t.Run(entry, func(t *testing.T) {
+			var calls atomic.Int64
+			var sent atomic.Bool
+			tr := &Transport{Base: hostsBase(&calls, &sent), Store: NewMemoryStore(Tokens{AccessToken: "a-token", RefreshToken: "r-token"}),
+				Hosts: []string{entry}}
+			req, _ := http.NewRequest("GET", "https://api.example.com/x", nil)
+			resp, err := tr.RoundTrip(req)
+			if resp != nil {
+				resp.Body.Close()
+			}
+			if !errors.Is(err, ErrInvalidHosts) {
+				t.Errorf("Hosts entry %q: error = %v; want ErrInvalidHosts", entry, err)
+			}
+			if n := calls.Load(); n != 0 {
+				t.Errorf("Hosts entry %q: requests sent = %d; want 0", entry, n)
+			}
+		})
+	}
+}

@@ -1152,6 +1152,65 @@ func TestCorruptSharedFileIsOverwrittenByRefresh(t *testing.T) {
 	}
 }
 
+// TestCorruptSharedFileStaleProcessDoesNotEndSession: process A refreshes
+// and saves p1; process B, which holds p0 in memory (opaque tokens: it
+// learns of p1 only when refused), finds the shared file corrupt at its
+// next refresh, writes its spent p0 over it, refreshes p0, is rejected, and
+// deletes the file: a logout for every process. A, holding the good p1,
+// then ends its session at its next refresh. Issue 10 item 8: the process
+// that holds good tokens refreshes with them and overwrites the corrupt
+// file; a process whose pair was spent must not end the others' session.
+func TestCorruptSharedFileStaleProcessDoesNotEndSession(t *testing.T) {
+	srv := newProtoServer(t)
+	path := tokenPath(t)
+	p0 := srv.issue()
+	if err := NewFileStore(path).Save(context.Background(), p0); err != nil {
+		t.Fatal(err)
+	}
+	expire := func(access string) {
+		srv.mu.Lock()
+		delete(srv.access, access)
+		srv.mu.Unlock()
+	}
+	process := func() (*Transport, *http.Client) {
+		tr := &Transport{Store: NewFileStore(path), Refresher: &Endpoint{URL: srv.URL + "/auth/refreshtoken"}}
+		return tr, NewClient(nil, tr)
+	}
+	trA, a := process()
+	_, b := process()
+	for _, c := range []*http.Client{a, b} {
+		if code, _ := get(t, c, srv.URL+"/api/x"); code != 200 {
+			t.Fatalf("first request: status %d; want 200", code)
+		}
+	}
+	expire(p0.AccessToken)
+	if code, _ := get(t, a, srv.URL+"/api/x"); code != 200 { // A refreshes p0 into p1
+		t.Fatalf("A after p0 expired: status %d; want 200", code)
+	}
+	p1, _ := trA.Tokens(context.Background())
+
+	if err := os.WriteFile(path, []byte(`{"accessToken": "half a tok`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := b.Get(srv.URL + "/api/x") // B, refused with p0
+	if err == nil {
+		resp.Body.Close()
+	}
+	t.Logf("B with the spent p0 and a corrupt file: %v", err)
+
+	expire(p1.AccessToken)
+	resp, err = a.Get(srv.URL + "/api/x")
+	if err == nil {
+		resp.Body.Close()
+	}
+	if err != nil || resp.StatusCode != 200 {
+		t.Errorf("A after p1 expired: %v; want 200 (A's refresh token was never spent, nobody logged out)", err)
+	}
+	if _, err := NewFileStore(path).Load(context.Background()); err != nil {
+		t.Errorf("token file: %v; want A's pair", err)
+	}
+}
+
 // TestRefusalOfOldSessionKeepsNewLogin sends a request with one pair, logs
 // in with another while the request is on the server, then refuses the
 // request: the refusal is about the old pair, so nothing is refreshed or
@@ -1426,5 +1485,163 @@ func TestRefusalWithOtherTokenRefreshesDuringBackoff(t *testing.T) {
 	}
 	if n := srv.refreshCalls.Load() - calls; n != 1 {
 		t.Errorf("refresh calls for the refused request = %d; want 1", n)
+	}
+}
+
+// TestLoginDoesNotWaitForAHangingClear: with a store that is not a Locker,
+// writes to the store are serialized by the manager's writeMu, which is
+// held across the store's Save or Clear and taken without regard to the
+// caller's context. A Logout whose Clear hangs (a network store that does
+// not answer) makes every later SetTokens and Login hang too, past their
+// own deadlines: "logouts and logins do not block behind each other's I/O"
+// (issue 11), and a call with a deadline returns by it.
+func TestLoginDoesNotWaitForAHangingClear(t *testing.T) {
+	srv := newProtoServer(t)
+	store := &gateStore{entered: make(chan struct{}), release: make(chan struct{})}
+	store.MemoryStore.Save(context.Background(), srv.issue())
+	tr := &Transport{Store: store, Refresher: &Endpoint{URL: srv.URL + "/auth/refreshtoken"}}
+	if _, err := tr.Tokens(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	store.armed.Store(true)
+	logout := make(chan error, 1)
+	go func() { logout <- tr.Logout(context.Background()) }()
+	<-store.entered // the Clear hangs
+	defer func() {
+		close(store.release)
+		<-logout
+	}()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- tr.SetTokens(ctx, srv.issue()) }()
+	select {
+	case err := <-done:
+		t.Logf("SetTokens: %v", err)
+	case <-time.After(5 * time.Second):
+		t.Fatal("SetTokens with a 200 ms deadline still blocked after 5 s behind a Logout whose Clear hangs")
+	}
+}
+
+// flakyClearStore is a MemoryStore whose Clear fails while failing is set.
+type flakyClearStore struct {
+	*MemoryStore
+	failing atomic.Bool
+}
+
+func (s *flakyClearStore) Clear(ctx context.Context) error {
+	if s.failing.Load() {
+		return errors.New("store unreachable")
+	}
+	return s.MemoryStore.Clear(ctx)
+}
+
+// TestEndedSessionPicksUpNewLoginAfterFailedClear: a refresh is rejected and
+// the store's Clear fails once (a Redis blip, a read-only file system for a
+// moment). The ended state is then recorded as "not saved", the mark that
+// keeps a failed Logout from being undone, and reload never reads the store
+// again: when the user logs in again through another process or replica,
+// this Transport keeps sending requests without tokens, refused, until it
+// is restarted. The Transport's doc: after the session ended, "when such a
+// request is refused, the Store is read again, in case another process has
+// logged in meanwhile"; only a Logout whose clear failed is an exception.
+func TestEndedSessionPicksUpNewLoginAfterFailedClear(t *testing.T) {
+	srv := newProtoServer(t)
+	store := &flakyClearStore{MemoryStore: NewMemoryStore(srv.stale())}
+	tr := &Transport{Store: store, Refresher: &Endpoint{URL: srv.URL + "/auth/refreshtoken"}}
+	c := NewClient(nil, tr)
+
+	srv.refreshStatus.Store(http.StatusUnauthorized)
+	store.failing.Store(true)
+	if _, err := c.Get(srv.URL + "/api/x"); !errors.Is(err, ErrSessionExpired) {
+		t.Fatalf("request whose refresh is rejected: %v; want ErrSessionExpired", err)
+	}
+	store.failing.Store(false)
+	srv.refreshStatus.Store(0)
+
+	// Another process logs in and saves its pair.
+	if err := store.MemoryStore.Save(context.Background(), srv.issue()); err != nil {
+		t.Fatal(err)
+	}
+	if code, _ := get(t, c, srv.URL+"/api/x"); code != http.StatusOK {
+		t.Errorf("status after another process logged in = %d; want 200 (the store read again)", code)
+	}
+}
+
+// TestDefaultEarlyWindowAsDocumented: the README ("Ahead of time, without
+// waiting") and CHANGELOG say the default window is "a quarter of the
+// token's lifetime (at most 30 s) but at least twice the last refresh's
+// duration"; the code (and the doc of EarlyRefresh) use a tenth of the
+// lifetime and one and a half times the last refresh once a refresh was
+// measured. A 100 s token after a 10 s refresh is refreshed 15 s before
+// expiry, where the README promises at least 25 s. One of them is wrong;
+// users size timeouts and lifetimes by the README.
+func TestDefaultEarlyWindowAsDocumented(t *testing.T) {
+	var tr Transport
+	tr.init()
+	tr.m.lastRefresh.Store(int64(10 * time.Second))
+	const life = 100 * time.Second
+	readme := max(min(life/4, DefaultEarlyRefresh), 2*10*time.Second) // "a quarter ... at most 30 s, at least twice the last refresh"
+	if got := tr.m.window(life); got != readme {
+		t.Errorf("window for a %v token after a 10 s refresh = %v; the README says %v", life, got, readme)
+	}
+}
+
+// TestSetTokensOfThePairBeingRefreshed: while a refresh of pair P is on the
+// wire (the server is about to spend P's refresh token and answer Q),
+// the application calls SetTokens(P) with the very pair being refreshed (it
+// re-applies the tokens it keeps, on a resume or a config reload). SetTokens
+// wins, as documented for a new login, so Q, the only copy of the rotated
+// refresh token, is dropped, and the Transport goes on with P, whose refresh
+// token is spent: the next refusal refreshes P again (a reuse; with reuse
+// detection the whole grant is revoked) and the session ends. A refresh
+// must not be undone by a SetTokens of the pair it refreshed: it is no new
+// session, and the Transport knows that P is spent.
+func TestSetTokensOfThePairBeingRefreshed(t *testing.T) {
+	for _, locker := range []bool{false, true} {
+		t.Run(fmt.Sprintf("Locker %v", locker), func(t *testing.T) {
+			srv := newProtoServer(t)
+			srv.refreshGate = make(chan struct{})
+			var store TokenStore = &MemoryStore{}
+			if locker {
+				store = &lockingStore{}
+			}
+			tr := &Transport{Store: store, Refresher: &Endpoint{URL: srv.URL + "/auth/refreshtoken"}}
+			ctx := context.Background()
+			p := srv.stale()
+			if err := tr.SetTokens(ctx, p); err != nil {
+				t.Fatal(err)
+			}
+			c := NewClient(nil, tr)
+			inFlight := make(chan int)
+			go func() {
+				code, _ := get(t, c, srv.URL+"/api/x")
+				inFlight <- code
+			}()
+			waitFor(t, "the refresh to start", func() bool { return srv.refreshCalls.Load() != 0 })
+			done := make(chan error)
+			go func() { done <- tr.SetTokens(ctx, p) }() // the same pair
+			if !locker {
+				if err := <-done; err != nil {
+					t.Fatal(err)
+				}
+			}
+			close(srv.refreshGate)
+			if locker {
+				if err := <-done; err != nil {
+					t.Fatal(err)
+				}
+			}
+			t.Logf("request in flight: %d", <-inFlight)
+
+			code, _ := get(t, c, srv.URL+"/api/x")
+			if code != http.StatusOK {
+				t.Errorf("next request: status %d; want 200", code)
+			}
+			if n := srv.reuses.Load(); n != 0 {
+				t.Errorf("refresh token reuses = %d; want 0", n)
+			}
+		})
 	}
 }

@@ -1,11 +1,13 @@
 package autorefresh
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"strings"
@@ -687,5 +689,43 @@ func TestOAuth2AnswerWithBOM(t *testing.T) {
 				t.Errorf("got %+v; want new-access, new-refresh, expiring a minute after %v", got, testNow)
 			}
 		})
+	}
+}
+
+// TestOAuth2ValueNeverPrintsSecret: OAuth2 and ClientCredentials redact
+// their client secret only through methods on the pointer, so an OAuth2
+// held by value (a configuration struct with an OAuth2 field, the natural
+// way to keep a refresher's settings) prints its ClientSecret in %v, %+v,
+// %#v and slog's text output. README, "Secrets": token values and the
+// client secret never appear in any fmt verb or slog output of a type that
+// holds them, OAuth2 named among them. slog's JSON handler shows it even
+// for a *OAuth2 in a struct field.
+func TestOAuth2ValueNeverPrintsSecret(t *testing.T) {
+	const secret = "client-secret-0123456789"
+	type config struct {
+		Name   string
+		OAuth  OAuth2
+		Client ClientCredentials
+	}
+	cfg := &config{
+		Name:   "billing",
+		OAuth:  OAuth2{TokenURL: "https://auth.example.com/token", ClientID: "app", ClientSecret: secret},
+		Client: ClientCredentials{TokenURL: "https://auth.example.com/token", ClientID: "svc", ClientSecret: secret},
+	}
+	var logged, loggedJSON bytes.Buffer
+	slog.New(slog.NewTextHandler(&logged, nil)).Info("config", "cfg", cfg)
+	// Even through a pointer: slog's JSON handler encodes a struct with
+	// encoding/json, which ignores LogValue and Format on its fields.
+	slog.New(slog.NewJSONHandler(&loggedJSON, nil)).Info("config", "cfg", struct{ OAuth *OAuth2 }{&cfg.OAuth})
+	for verb, shown := range map[string]string{
+		"%v":        fmt.Sprintf("%v", cfg),
+		"%+v":       fmt.Sprintf("%+v", cfg),
+		"%#v":       fmt.Sprintf("%#v", cfg),
+		"slog":      logged.String(),
+		"slog JSON": loggedJSON.String(),
+	} {
+		if strings.Contains(shown, secret) {
+			t.Errorf("%s of a struct holding an OAuth2 and a ClientCredentials shows the client secret: %s", verb, shown)
+		}
 	}
 }
