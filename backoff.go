@@ -42,6 +42,7 @@ func (s *state) fail(err error, now time.Time) {
 		re = &RefreshError{Err: err}
 	}
 	s.lastErr.Store(re)
+	s.failedAt.Store(now.UnixNano())
 	n := min(s.failures.Add(1), 16)
 	ahead := maxBackoffValid
 	if !s.expiry.IsZero() {

@@ -115,7 +115,7 @@ type ClientCredentials struct {
 	DPoP *DPoP
 
 	now  func() time.Time // for tests; nil: time.Now
-	meta metadataCache    // Issuer's metadata
+	meta *metadataCache   // Issuer's metadata, made on first use (no lock by value)
 }
 
 var (
@@ -136,12 +136,22 @@ func (c *ClientCredentials) client() *oauthClient {
 		tokenURL: c.TokenURL, revocationURL: c.RevocationURL, issuer: c.Issuer,
 		id: c.ClientID, secret: c.ClientSecret, style: c.AuthStyle,
 		key: c.ClientKey, keyID: c.ClientKeyID, keyAlg: c.ClientKeyAlgorithm, audience: c.AssertionAudience,
-		base: c.Base, maxBytes: c.MaxResponseBytes, allowHTTP: c.AllowHTTP, now: c.now, meta: &c.meta,
+		base: c.Base, maxBytes: c.MaxResponseBytes, allowHTTP: c.AllowHTTP, now: c.now, meta: c.metadata(),
 		dpop: c.DPoP,
 	}
 }
 
 func (c *ClientCredentials) dpopConfig() *DPoP { return c.DPoP }
+
+// metadata returns c's cache of discovered metadata, made on first use.
+func (c *ClientCredentials) metadata() *metadataCache {
+	lazyMu.Lock()
+	defer lazyMu.Unlock()
+	if c.meta == nil {
+		c.meta = new(metadataCache)
+	}
+	return c.meta
+}
 
 // Start implements Starter: it asks the token endpoint for an access token
 // with the client's credentials (grant_type=client_credentials). The Tokens
@@ -190,24 +200,21 @@ func (c *ClientCredentials) Revoke(ctx context.Context, t Tokens) error {
 }
 
 // String describes c with its client secret and key redacted.
-func (c *ClientCredentials) String() string {
-	if c == nil {
-		return "autorefresh.ClientCredentials(nil)"
-	}
+func (c ClientCredentials) String() string {
 	return "autorefresh.ClientCredentials{" + describeClient(c.TokenURL, c.Issuer, c.ClientID, c.ClientSecret, c.ClientKey) + "}"
 }
 
 // GoString is like String.
-func (c *ClientCredentials) GoString() string { return c.String() }
+func (c ClientCredentials) GoString() string { return c.String() }
 
 // Format implements fmt.Formatter: every verb prints String, so that the
 // client secret and key never show.
-func (c *ClientCredentials) Format(f fmt.State, verb rune) { io.WriteString(f, c.String()) }
+func (c ClientCredentials) Format(f fmt.State, verb rune) { io.WriteString(f, c.String()) }
 
 // LogValue implements slog.LogValuer: a ClientCredentials logs as String.
-func (c *ClientCredentials) LogValue() slog.Value { return slog.StringValue(c.String()) }
+func (c ClientCredentials) LogValue() slog.Value { return slog.StringValue(c.String()) }
 
 // MarshalJSON encodes c as the JSON string of String, so that a struct
 // that holds it, encoded or logged as JSON (slog's JSONHandler), shows no
 // secret.
-func (c *ClientCredentials) MarshalJSON() ([]byte, error) { return json.Marshal(c.String()) }
+func (c ClientCredentials) MarshalJSON() ([]byte, error) { return json.Marshal(c.String()) }

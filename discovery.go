@@ -283,7 +283,7 @@ func (c *oauthClient) fetchMetadata(ctx context.Context, target string) (*metada
 		return nil, e
 	}
 	req.Header.Set("Accept", "application/json")
-	resp, err := baseOr(c.base).RoundTrip(req)
+	resp, err := roundTripVia(baseOr(c.base), req)
 	if err != nil {
 		e.Err = err
 		return nil, e

@@ -78,7 +78,13 @@ type DPoP struct {
 	// since the answer has spent the refresh token.
 	AllowBearer bool
 
-	once   sync.Once
+	// st is made on first use. A DPoP holds no lock by value, so that it
+	// prints without its key even when held by value (see String).
+	st *dpopState
+}
+
+// dpopState is what a DPoP keeps from its first use on.
+type dpopState struct {
 	prover *dpopProver
 	err    error
 
@@ -88,33 +94,50 @@ type DPoP struct {
 	tokenNonces, apiNonces dpopNonces
 }
 
-// init checks the key and makes the prover, once.
-func (d *DPoP) init() error {
-	d.once.Do(func() {
+// lazyMu guards the making of the lazily made state of DPoP, OAuth2 and
+// ClientCredentials values.
+var lazyMu sync.Mutex
+
+// state returns d's state, made on first use: it checks the key and makes
+// the prover.
+func (d *DPoP) state() *dpopState {
+	lazyMu.Lock()
+	defer lazyMu.Unlock()
+	if d.st == nil {
+		st := new(dpopState)
 		if d.Key == nil {
-			d.err = fmt.Errorf("%w: DPoP.Key is nil", ErrDPoPKeyMissing)
-			return
+			st.err = fmt.Errorf("%w: DPoP.Key is nil", ErrDPoPKeyMissing)
+		} else {
+			st.prover, st.err = newDPoPProver(d.Key, d.Algorithm)
 		}
-		d.prover, d.err = newDPoPProver(d.Key, d.Algorithm)
-	})
-	return d.err
+		d.st = st
+	}
+	return d.st
 }
 
-// proof returns a proof for a request with method htm to u, with the hash of
-// the access token ath ("" for a token request), and the nonce remembered
-// from nonces.
-func (d *DPoP) proof(nonces *dpopNonces, htm string, u *url.URL, ath string) (string, error) {
-	if err := d.init(); err != nil {
-		return "", err
+// tokenProof returns a proof for a token request with method htm to u,
+// with the nonce remembered from u's token endpoint.
+func (d *DPoP) tokenProof(htm string, u *url.URL) (string, error) {
+	st := d.state()
+	if st.err != nil {
+		return "", st.err
 	}
-	return d.prover.proof(htm, u, nonces.nonce(u), ath)
+	return st.prover.proof(htm, u, st.tokenNonces.nonce(u), "")
+}
+
+// apiProof returns a proof for an API request with method htm to u, with
+// ath the hash of the access token, and the nonce remembered from u's
+// origin.
+func (d *DPoP) apiProof(htm string, u *url.URL, ath string) (string, error) {
+	st := d.state()
+	if st.err != nil {
+		return "", st.err
+	}
+	return st.prover.proof(htm, u, st.apiNonces.nonce(u), ath)
 }
 
 // String describes d without its key.
-func (d *DPoP) String() string {
-	if d == nil {
-		return "autorefresh.DPoP(nil)"
-	}
+func (d DPoP) String() string {
 	alg := d.Algorithm
 	if alg == "" {
 		alg = "key's default"
@@ -123,13 +146,13 @@ func (d *DPoP) String() string {
 }
 
 // GoString is like String.
-func (d *DPoP) GoString() string { return d.String() }
+func (d DPoP) GoString() string { return d.String() }
 
 // Format implements fmt.Formatter: every verb prints String.
-func (d *DPoP) Format(f fmt.State, verb rune) { io.WriteString(f, d.String()) }
+func (d DPoP) Format(f fmt.State, verb rune) { io.WriteString(f, d.String()) }
 
 // LogValue implements slog.LogValuer: a DPoP logs as String.
-func (d *DPoP) LogValue() slog.Value { return slog.StringValue(d.String()) }
+func (d DPoP) LogValue() slog.Value { return slog.StringValue(d.String()) }
 
 // dpopKey carries, in the context of a refresh, the DPoP of the Transport,
 // which a refresher without one of its own uses.
@@ -173,7 +196,7 @@ func (t *Transport) proofFor(req *http.Request, s *state) (string, error) {
 	if d == nil {
 		return "", ErrDPoPKeyMissing
 	}
-	return d.proof(&d.apiNonces, req.Method, req.URL, s.hdr.ath)
+	return d.apiProof(req.Method, req.URL, s.hdr.ath)
 }
 
 // dpopAnswer remembers the nonce of resp, the answer to out sent with s,
@@ -183,7 +206,7 @@ func (t *Transport) dpopAnswer(out *http.Request, s *state, resp *http.Response)
 	if !s.hdr.dpop {
 		return false, nil
 	}
-	_, gave := t.dpop().apiNonces.update(out.URL, resp.Header)
+	_, gave := t.dpop().state().apiNonces.update(out.URL, resp.Header)
 	if resp.StatusCode != http.StatusUnauthorized {
 		return false, nil
 	}
@@ -223,7 +246,7 @@ type tokenTransport struct {
 
 func (tt *tokenTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	for retried := false; ; retried = true {
-		proof, err := tt.d.proof(&tt.d.tokenNonces, req.Method, req.URL, "")
+		proof, err := tt.d.tokenProof(req.Method, req.URL)
 		if err != nil {
 			closeBody(req)
 			return nil, err
@@ -235,11 +258,11 @@ func (tt *tokenTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 				return nil, &wrapped{"replay body", err}
 			}
 		}
-		resp, err := tt.base.RoundTrip(out)
+		resp, err := roundTripVia(tt.base, out)
 		if err != nil {
 			return nil, err
 		}
-		_, gave := tt.d.tokenNonces.update(req.URL, resp.Header)
+		_, gave := tt.d.state().tokenNonces.update(req.URL, resp.Header)
 		hasBody := req.Body != nil && req.Body != http.NoBody
 		if retried || !gave || resp.StatusCode != http.StatusBadRequest || hasBody && req.GetBody == nil {
 			return resp, nil
@@ -257,4 +280,4 @@ func (tt *tokenTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 // MarshalJSON encodes d as the JSON string of String, so that a struct
 // that holds it, encoded or logged as JSON (slog's JSONHandler), shows no
 // secret.
-func (d *DPoP) MarshalJSON() ([]byte, error) { return json.Marshal(d.String()) }
+func (d DPoP) MarshalJSON() ([]byte, error) { return json.Marshal(d.String()) }

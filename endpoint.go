@@ -83,7 +83,7 @@ func (e *Endpoint) Refresh(ctx context.Context, current Tokens) (Tokens, error) 
 	req.Header[refreshHeader] = []string{current.RefreshToken}
 	req.Header.Set("Accept", "application/json")
 
-	resp, err := baseOr(e.Base).RoundTrip(req)
+	resp, err := roundTripVia(baseOr(e.Base), req)
 	if err != nil {
 		return Tokens{}, &RefreshError{Err: err}
 	}

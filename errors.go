@@ -44,8 +44,9 @@ var (
 	ErrRecordTooLarge = errors.New("autorefresh: token record too large")
 
 	// ErrInvalidToken is wrapped by the errors for a token that cannot be
-	// sent in an HTTP header: it holds a control character (CR, LF, NUL,
-	// ...) or starts or ends with a space. SetTokens and Login return it;
+	// sent in an HTTP header or kept as it is: it holds a control character
+	// (CR, LF, NUL, ...), starts or ends with a space, or is not valid
+	// UTF-8. SetTokens and Login return it;
 	// a refresh answer carrying one is a malformed answer.
 	ErrInvalidToken = errors.New("autorefresh: token is not a valid header value")
 

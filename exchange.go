@@ -97,8 +97,11 @@ func (m *tokenManager) reconcile(ctx context.Context, s *state, ev *RefreshEvent
 	case storeOwn:
 		m.markSaved(s) // a save that went through though it reported an error
 	case storeLost:
-		ev.StoreErr = err // what became of the record
-		return s.tokens, nil, m.saveOwn(ctx, s, ev)
+		// What became of the record is reported; s's pair is refreshed
+		// and the new pair written in its place. (s's pair is not
+		// written back first: it may be a pair another holder had
+		// already replaced, which would then stand for the session.)
+		ev.StoreErr = err
 	case storeAsKnown:
 		if !m.isSaved(s) {
 			return s.tokens, nil, m.saveOwn(ctx, s, ev) // its save failed before
@@ -116,7 +119,7 @@ const (
 	storeOwn                         // the state's own pair, not known to be saved
 	storeOther                       // a pair another holder saved
 	storeEmptied                     // nothing, where it held a pair: another holder ended the session
-	storeLost                        // a record that vanished (Redis) or is corrupt: to be written again
+	storeLost                        // a record that vanished (Redis) or is corrupt: to be written anew
 	storeUnreadable                  // an error reading it
 )
 
@@ -245,6 +248,15 @@ func (m *tokenManager) save(ctx context.Context, gen uint64, tok Tokens) error {
 func (m *tokenManager) takeStored(ctx context.Context, s *state, tok Tokens, ev *RefreshEvent) (*state, error) {
 	stored, err := m.loadStore(ctx)
 	switch {
+	case (errors.Is(err, ErrTokensLost) || errors.Is(err, ErrCorruptRecord)) && !tok.IsZero():
+		// Nothing newer stands in the store: keep the pair the refresh
+		// got (the server has spent the one before), to be saved again.
+		next := m.newFreshState(tok)
+		if m.swapUnsaved(s.gen, next, nil) {
+			return next, nil
+		}
+		cur := m.cur.Load()
+		return cur, cur.err
 	case errors.Is(err, ErrNoTokens) && !errors.Is(err, ErrTokensLost):
 		err := &RefreshError{Err: fmt.Errorf("%w: the tokens were removed from the store", ErrSessionExpired)}
 		return m.end(s, err, ev, nil), err
@@ -271,7 +283,12 @@ func (m *tokenManager) reject(ctx context.Context, s *state, from Tokens, err er
 	case changed:
 		ev.Adopted = true
 		return m.adopt(s, m.newState(stored)), nil
-	case lerr != nil && !errors.Is(lerr, ErrNoTokens) && !errors.Is(lerr, ErrCorruptRecord):
+	case errors.Is(lerr, ErrTokensLost), errors.Is(lerr, ErrCorruptRecord):
+		// The store does not hold the rejected pair: nothing to clear,
+		// and a clear would end the session of a holder with a good
+		// pair. This session ends here only.
+		return m.end(s, err, ev, nil), err
+	case lerr != nil && !errors.Is(lerr, ErrNoTokens):
 		ev.StoreErr = lerr
 		return m.end(s, err, ev, lerr), err
 	}

@@ -19,8 +19,8 @@ var CannotRun = cannotRun
 // nonce d remembers for u's token endpoint, and UpdateTokenNonce remembers
 // the nonce of its answer: the external tests make token requests with
 // them, as the refreshers do.
-func TokenProof(d *DPoP, u *url.URL) (string, error) { return d.proof(&d.tokenNonces, "POST", u, "") }
+func TokenProof(d *DPoP, u *url.URL) (string, error) { return d.tokenProof("POST", u) }
 
 // UpdateTokenNonce remembers the DPoP nonce of h, the answer of a token
 // endpoint at u.
-func UpdateTokenNonce(d *DPoP, u *url.URL, h http.Header) { d.tokenNonces.update(u, h) }
+func UpdateTokenNonce(d *DPoP, u *url.URL, h http.Header) { d.state().tokenNonces.update(u, h) }

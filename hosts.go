@@ -134,8 +134,8 @@ func checkHostRule(r hostRule) error {
 	if r.host == "" {
 		return errors.New("no host")
 	}
-	if strings.ContainsAny(r.host, "/@?#[] \t") {
-		return errors.New("not a host name")
+	if net.ParseIP(r.host) == nil && !isHostName(r.host) {
+		return errors.New("not a host name or an IP address")
 	}
 	if r.port != "" {
 		if n, err := strconv.Atoi(r.port); err != nil || n < 1 || n > 65535 {
@@ -143,6 +143,26 @@ func checkHostRule(r hostRule) error {
 		}
 	}
 	return nil
+}
+
+// isHostName reports whether h is a DNS host name: labels of letters,
+// digits, hyphens and underscores, separated by dots. Wildcards, lists and
+// escapes are not.
+func isHostName(h string) bool {
+	if h == "" || len(h) > 253 {
+		return false
+	}
+	for _, label := range strings.Split(strings.TrimSuffix(h, "."), ".") {
+		if label == "" || len(label) > 63 {
+			return false
+		}
+		for _, c := range label {
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // port returns p, or the default port of scheme when p is empty.

@@ -42,6 +42,7 @@ type state struct {
 	// whether a refresh of it runs in the background.
 	started  atomic.Bool
 	failures atomic.Int32                 // in a row
+	failedAt atomic.Int64                 // Unix ns of the last failure
 	retryAt  atomic.Int64                 // Unix ns before which requests do not refresh s; 0: none
 	aheadAt  atomic.Int64                 // Unix ns before which s is not refreshed ahead of expiry
 	lastErr  atomic.Pointer[RefreshError] // of the last failure
@@ -65,11 +66,17 @@ func (s *state) due(now time.Time) bool {
 }
 
 // held reports whether a request may not refresh s at now, because of the
-// back-off after a failed refresh.
-func (s *state) held(now time.Time) bool { return now.UnixNano() < s.retryAt.Load() }
+// back-off after a failed refresh. A clock set back before the failure ends
+// the back-off, rather than make it last as long as the step.
+func (s *state) held(now time.Time) bool { return s.within(now, s.retryAt.Load()) }
 
 // heldAhead reports whether s may not be refreshed ahead of expiry at now.
-func (s *state) heldAhead(now time.Time) bool { return now.UnixNano() < s.aheadAt.Load() }
+func (s *state) heldAhead(now time.Time) bool { return s.within(now, s.aheadAt.Load()) }
+
+func (s *state) within(now time.Time, until int64) bool {
+	n := now.UnixNano()
+	return n < until && n >= s.failedAt.Load()
+}
 
 // stored returns what the store is known to hold for s: its tokens when it
 // was saved, else the pair it was derived from (nil: nothing).
@@ -104,7 +111,7 @@ type tokenManager struct {
 	// loads or refreshes. The writers of a Locker store hold its lock
 	// instead: the one lock held across I/O, since that is what it exists
 	// for.
-	writeMu sync.Mutex
+	writeMu chanMutex
 
 	// lastRefresh is how long the last successful refresh call took, in
 	// nanoseconds, which sizes the early-refresh window.
@@ -212,6 +219,13 @@ func (m *tokenManager) publish(next *state, saved bool, base *Tokens) {
 	m.cur.Store(next)
 }
 
+// rejected reports whether tok is the pair whose rejection ended the
+// session of s, which the store still holds.
+func (m *tokenManager) rejected(s *state, tok Tokens) bool {
+	base := m.storedOf(s)
+	return s.err != nil && base != nil && base.same(tok)
+}
+
 // storedOf returns what the store is known to hold for s.
 func (m *tokenManager) storedOf(s *state) *Tokens {
 	m.mu.Lock()
@@ -270,6 +284,8 @@ func (m *tokenManager) load(ctx context.Context, stale *state) (*state, error) {
 		switch {
 		case errors.Is(err, ErrNoTokens) && stale != nil:
 			return stale, nil // still nothing: stale stays current
+		case err == nil && stale != nil && m.rejected(stale, tok):
+			return stale, nil
 		case errors.Is(err, ErrNoTokens):
 			tok = Tokens{}
 		case err != nil:
@@ -292,11 +308,12 @@ func (m *tokenManager) load(ctx context.Context, stale *state) (*state, error) {
 
 // reload is load for a request that went out without tokens and was
 // refused: another holder of the store may have logged in since. Nothing is
-// read while the store does not hold the current state (a Logout whose
-// Clear failed), so that a logout is never undone by the pair it could not
-// clear.
+// read while the store does not hold the current state after a Logout whose
+// Clear failed, so that a logout is never undone by the pair it could not
+// clear. After a session ended by a rejection whose clear failed, the store
+// is read, but the rejected pair it still holds is not taken back.
 func (m *tokenManager) reload(ctx context.Context, s *state) (*state, error) {
-	if !m.isSaved(s) || !m.isCurrent(s) {
+	if !m.isSaved(s) && s.err == nil || !m.isCurrent(s) {
 		return m.cur.Load(), nil
 	}
 	return m.load(ctx, s)
@@ -306,7 +323,11 @@ func (m *tokenManager) reload(ctx context.Context, s *state) (*state, error) {
 // once, with the "autorefresh:" prefix; tokens that cannot be sent make a
 // corrupt record.
 func (m *tokenManager) loadStore(ctx context.Context) (Tokens, error) {
-	tok, err := m.t.Store.Load(ctx)
+	var tok Tokens
+	err := guard("Load", func() (err error) {
+		tok, err = m.t.Store.Load(ctx)
+		return err
+	})
 	switch {
 	case errors.Is(err, ErrNoTokens):
 		return Tokens{}, err
@@ -319,14 +340,35 @@ func (m *tokenManager) loadStore(ctx context.Context) (Tokens, error) {
 	return tok, nil
 }
 
-// set makes tok the current tokens and saves them: SetTokens.
+// guard calls op, a method of the store, and turns a panic into an error:
+// a bug of the store must not drop a rotated pair nor kill a refresh. The
+// panic's value is not shown: it may hold tokens.
+func guard(op string, f func() error) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("autorefresh: Store.%s panicked (%T)", op, p)
+		}
+	}()
+	return f()
+}
+
+// set makes tok the current tokens and saves them: SetTokens. The pair in
+// use given again changes nothing but its save: a refresh of it under way
+// goes on.
 func (m *tokenManager) set(ctx context.Context, tok Tokens) error {
 	if m.t.Store == nil {
 		return ErrNoStore
 	}
+	save := func(ctx context.Context) error { return m.t.Store.Save(ctx, tok) }
+	if cur := m.cur.Load(); cur != nil && cur.hasTokens() && cur.tokens.same(tok) {
+		if m.isSaved(cur) {
+			return nil
+		}
+		return m.write(ctx, cur, save)
+	}
 	s := m.newState(tok)
 	m.replace(s)
-	return m.write(ctx, s, func(ctx context.Context) error { return m.t.Store.Save(ctx, tok) })
+	return m.write(ctx, s, save)
 }
 
 // logout drops the tokens and clears the store. When the clear fails, the
@@ -364,13 +406,15 @@ func (m *tokenManager) write(ctx context.Context, s *state, w func(context.Conte
 // nil: the newer state's own write supersedes this one.
 func (m *tokenManager) writeIfCurrent(ctx context.Context, gen uint64, s *state, w func(context.Context) error) error {
 	if _, ok := m.t.Store.(Locker); !ok {
-		m.writeMu.Lock()
-		defer m.writeMu.Unlock()
+		if err := m.writeMu.lock(ctx); err != nil {
+			return err
+		}
+		defer m.writeMu.unlock()
 	}
 	if cur := m.cur.Load(); cur == nil || cur.gen != gen {
 		return nil
 	}
-	if err := w(ctx); err != nil {
+	if err := guard("write", func() error { return w(ctx) }); err != nil {
 		return err
 	}
 	if s != nil {
@@ -378,3 +422,23 @@ func (m *tokenManager) writeIfCurrent(ctx context.Context, gen uint64, s *state,
 	}
 	return nil
 }
+
+// chanMutex is a mutex whose lock gives up when a context is done, so that
+// a caller never waits past its deadline behind a store write that hangs.
+// Its zero value is unlocked.
+type chanMutex struct {
+	once sync.Once
+	ch   chan struct{} // holds a value while locked
+}
+
+func (c *chanMutex) lock(ctx context.Context) error {
+	c.once.Do(func() { c.ch = make(chan struct{}, 1) })
+	select {
+	case c.ch <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return &wrapped{"wait for the store", ctx.Err()}
+	}
+}
+
+func (c *chanMutex) unlock() { <-c.ch }

@@ -1582,7 +1582,7 @@ func TestDefaultEarlyWindowAsDocumented(t *testing.T) {
 	tr.init()
 	tr.m.lastRefresh.Store(int64(10 * time.Second))
 	const life = 100 * time.Second
-	readme := max(min(life/4, DefaultEarlyRefresh), 2*10*time.Second) // "a quarter ... at most 30 s, at least twice the last refresh"
+	readme := max(min(life/10, DefaultEarlyRefresh), 10*time.Second*3/2) // "a tenth ... at most 30 s, at least one and a half times the last refresh"
 	if got := tr.m.window(life); got != readme {
 		t.Errorf("window for a %v token after a 10 s refresh = %v; the README says %v", life, got, readme)
 	}

@@ -156,7 +156,7 @@ type OAuth2 struct {
 	DPoP *DPoP
 
 	now  func() time.Time // for tests; nil: time.Now
-	meta metadataCache    // Issuer's metadata
+	meta *metadataCache   // Issuer's metadata, made on first use (no lock by value)
 }
 
 var (
@@ -175,12 +175,22 @@ func (o *OAuth2) client() *oauthClient {
 		tokenURL: o.TokenURL, revocationURL: o.RevocationURL, issuer: o.Issuer,
 		id: o.ClientID, secret: o.ClientSecret, style: o.AuthStyle,
 		key: o.ClientKey, keyID: o.ClientKeyID, keyAlg: o.ClientKeyAlgorithm, audience: o.AssertionAudience,
-		base: o.Base, maxBytes: o.MaxResponseBytes, allowHTTP: o.AllowHTTP, now: o.now, meta: &o.meta,
+		base: o.Base, maxBytes: o.MaxResponseBytes, allowHTTP: o.AllowHTTP, now: o.now, meta: o.metadata(),
 		dpop: o.DPoP,
 	}
 }
 
 func (o *OAuth2) dpopConfig() *DPoP { return o.DPoP }
+
+// metadata returns o's cache of discovered metadata, made on first use.
+func (o *OAuth2) metadata() *metadataCache {
+	lazyMu.Lock()
+	defer lazyMu.Unlock()
+	if o.meta == nil {
+		o.meta = new(metadataCache)
+	}
+	return o.meta
+}
 
 // Refresh implements Refresher: it exchanges current's refresh token for new
 // tokens.
@@ -221,10 +231,7 @@ func (o *OAuth2) Revoke(ctx context.Context, t Tokens) error {
 }
 
 // String describes o with its client secret and key redacted.
-func (o *OAuth2) String() string {
-	if o == nil {
-		return "autorefresh.OAuth2(nil)"
-	}
+func (o OAuth2) String() string {
 	return "autorefresh.OAuth2{" + describeClient(o.TokenURL, o.Issuer, o.ClientID, o.ClientSecret, o.ClientKey) + "}"
 }
 
@@ -243,16 +250,16 @@ func describeClient(tokenURL, issuer, id, secret string, key crypto.Signer) stri
 }
 
 // GoString is like String.
-func (o *OAuth2) GoString() string { return o.String() }
+func (o OAuth2) GoString() string { return o.String() }
 
 // Format implements fmt.Formatter: every verb prints String, so that the
 // client secret and key never show.
-func (o *OAuth2) Format(f fmt.State, verb rune) { io.WriteString(f, o.String()) }
+func (o OAuth2) Format(f fmt.State, verb rune) { io.WriteString(f, o.String()) }
 
 // LogValue implements slog.LogValuer: an OAuth2 logs as String.
-func (o *OAuth2) LogValue() slog.Value { return slog.StringValue(o.String()) }
+func (o OAuth2) LogValue() slog.Value { return slog.StringValue(o.String()) }
 
 // MarshalJSON encodes o as the JSON string of String, so that a struct
 // that holds it, encoded or logged as JSON (slog's JSONHandler), shows no
 // secret.
-func (o *OAuth2) MarshalJSON() ([]byte, error) { return json.Marshal(o.String()) }
+func (o OAuth2) MarshalJSON() ([]byte, error) { return json.Marshal(o.String()) }

@@ -25,16 +25,19 @@ const minRedacted = 8
 // sanitize makes s, a text from a server, safe to show: every occurrence of
 // the non-empty secrets, raw or URL-encoded (as a query or form value or as
 // a path), is redacted; control characters become spaces; and the result
-// is cut to at most limit bytes. If s holds a secret shorter than
+// is cut to at most limit bytes; its percent escapes come out in lower case.
+// If s holds a secret shorter than
 // minRedacted in any of those forms, sanitize returns "": such a secret
 // cannot be redacted without mangling the text, and must not be shown.
 func sanitize(s string, limit int, secrets []string) string {
+	// Escapes are compared in lower case: some encoders write "%2b".
+	s = lowerHex(s)
 	var forms []string
 	for _, sec := range secrets {
 		if sec == "" {
 			continue
 		}
-		for _, f := range []string{sec, url.QueryEscape(sec), url.PathEscape(sec)} {
+		for _, f := range []string{sec, lowerHex(url.QueryEscape(sec)), lowerHex(url.PathEscape(sec))} {
 			if len(sec) < minRedacted {
 				if strings.Contains(s, f) {
 					return ""
@@ -69,6 +72,22 @@ func sanitize(s string, limit int, secrets []string) string {
 		s = s[:cut] + "..."
 	}
 	return s
+}
+
+// lowerHex returns s, a percent-encoded string, with the hexadecimal digits
+// of its escapes in lower case, as some encoders write them ("%2b").
+func lowerHex(s string) string {
+	b := []byte(s)
+	for i := 0; i+2 < len(b); i++ {
+		if b[i] == '%' {
+			for j := i + 1; j <= i+2; j++ {
+				if 'A' <= b[j] && b[j] <= 'F' {
+					b[j] += 'a' - 'A'
+				}
+			}
+		}
+	}
+	return string(b)
 }
 
 // sanitizeCode is sanitize for an error code: a short secret inside it is

@@ -162,17 +162,19 @@ func (m *tokenManager) refused(ctx context.Context, s *state) (*state, error) {
 var errRefusedFresh = errors.New("autorefresh: the server refused tokens just issued; refreshing again would not help")
 
 // hopeless reports whether refreshing s, whose tokens were refused, would
-// not help: s was issued by a refresh and refused before any request
-// succeeded with it (an API that refuses every token: a wrong audience, a
-// key it does not know). The refusal is then returned as it is, and the
-// next refresh waits for a back-off, as after a configuration error, so that
-// such an API does not cost a token call per request.
+// not help: s was issued by a Starter (client credentials) and refused
+// before any request succeeded with it (an API that refuses every token of
+// the client: a wrong audience, a key it does not know). The refusal is
+// then returned as it is, and the next token request waits for a back-off,
+// as after a configuration error, so that such an API does not cost a
+// token request per request. (With a refresh token, each refused request
+// refreshes once and is sent once more, as the Transport's doc says.)
 func (m *tokenManager) hopeless(s *state) bool {
 	now := m.t.clock()
 	if s.futile.Load() {
 		return s.held(now)
 	}
-	if !s.fresh || s.proven.Load() || !s.futile.CompareAndSwap(false, true) {
+	if !m.starts() || !s.fresh || s.proven.Load() || !s.futile.CompareAndSwap(false, true) {
 		return false
 	}
 	s.fail(errRefusedFresh, now)

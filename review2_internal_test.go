@@ -22,8 +22,8 @@ func TestDefaultEarlyWindowAsREADMEStates(t *testing.T) {
 	}{
 		{"before any refresh", 40 * time.Second, 0, 10 * time.Second},
 		{"capped at 30 s", 10 * time.Minute, 0, 30 * time.Second},
-		{"after a fast refresh", 40 * time.Second, time.Millisecond, 10 * time.Second},
-		{"after a slow refresh", 40 * time.Second, 8 * time.Second, 16 * time.Second},
+		{"after a fast refresh", 40 * time.Second, time.Millisecond, 4 * time.Second},
+		{"after a slow refresh", 40 * time.Second, 8 * time.Second, 12 * time.Second},
 		{"capped at half the lifetime", 2 * time.Second, 800 * time.Millisecond, time.Second},
 	}
 	for _, tt := range tests {

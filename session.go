@@ -67,6 +67,9 @@ func (e *SessionError) Unwrap() error { return e.Err }
 // (an HTML form, an OAuth grant), make the request yourself and call
 // SetTokens.
 func (t *Transport) Login(ctx context.Context, loginURL string, creds any) error {
+	if t.Store == nil {
+		return &SessionError{Op: "login", Err: ErrNoStore} // before the credentials go anywhere
+	}
 	if err := checkSecureURL(loginURL, t.AllowHTTP, "credentials"); err != nil {
 		return &SessionError{Op: "login", Err: err}
 	}
@@ -82,7 +85,7 @@ func (t *Transport) Login(ctx context.Context, loginURL string, creds any) error
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "application/json")
 
-	resp, err := t.base().RoundTrip(req)
+	resp, err := roundTripVia(t.base(), req)
 	if err != nil {
 		return &SessionError{Op: "login", Err: err}
 	}

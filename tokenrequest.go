@@ -122,7 +122,7 @@ func (c *oauthClient) post(ctx context.Context, endpoint, aud string, form url.V
 		req.SetBasicAuth(url.QueryEscape(c.id), url.QueryEscape(c.secret))
 	}
 	a = &answer{secrets: auth.secrets}
-	resp, err := baseOr(c.base).RoundTrip(req)
+	resp, err := roundTripVia(baseOr(c.base), req)
 	if err != nil {
 		return nil, err
 	}
@@ -184,7 +184,7 @@ func (c *oauthClient) postToken(ctx context.Context, endpoint, aud string, form 
 	}
 	d := c.dpop
 	prove := func(h http.Header) error {
-		proof, err := d.proof(&d.tokenNonces, http.MethodPost, u, "")
+		proof, err := d.tokenProof(http.MethodPost, u)
 		if err == nil {
 			h.Set(dpopHeader, proof)
 		}
@@ -195,7 +195,7 @@ func (c *oauthClient) postToken(ctx context.Context, endpoint, aud string, form 
 		if a == nil {
 			return a, err
 		}
-		_, gave := d.tokenNonces.update(u, a.header)
+		_, gave := d.state().tokenNonces.update(u, a.header)
 		if err != nil || retried || !gave || a.status != http.StatusBadRequest || a.errorCode() != "use_dpop_nonce" {
 			return a, err
 		}

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"math"
 	"time"
+	"unicode/utf8"
 
 	"github.com/golang-jwt/jwt/v5"
 )
@@ -142,6 +143,10 @@ func (t Tokens) validate() error {
 	} {
 		if !validHeaderValue(f.v) {
 			return fmt.Errorf("%w: the %s holds a control character or a leading or trailing space", ErrInvalidToken, f.name)
+		}
+		if !utf8.ValidString(f.v) {
+			// JSON, which the stores write, cannot keep it as it is.
+			return fmt.Errorf("%w: the %s is not valid UTF-8", ErrInvalidToken, f.name)
 		}
 	}
 	return nil

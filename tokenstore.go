@@ -60,8 +60,14 @@ func NewMemoryStore(initial Tokens) *MemoryStore {
 	return s
 }
 
+// errNilMemoryStore is the error of every method of a nil *MemoryStore.
+var errNilMemoryStore = fmt.Errorf("%w: a nil *MemoryStore (create one with NewMemoryStore)", ErrNoStore)
+
 // Load returns the stored tokens or ErrNoTokens.
 func (s *MemoryStore) Load(ctx context.Context) (Tokens, error) {
+	if s == nil {
+		return Tokens{}, errNilMemoryStore
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.tokens == nil {
@@ -72,6 +78,9 @@ func (s *MemoryStore) Load(ctx context.Context) (Tokens, error) {
 
 // Save replaces the stored tokens.
 func (s *MemoryStore) Save(ctx context.Context, t Tokens) error {
+	if s == nil {
+		return errNilMemoryStore
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.tokens = &t
@@ -80,6 +89,9 @@ func (s *MemoryStore) Save(ctx context.Context, t Tokens) error {
 
 // Clear empties the store.
 func (s *MemoryStore) Clear(ctx context.Context) error {
+	if s == nil {
+		return errNilMemoryStore
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.tokens = nil

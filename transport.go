@@ -3,6 +3,7 @@ package autorefresh
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -200,6 +201,26 @@ func (t *Transport) clock() time.Time {
 // base returns the RoundTripper that sends t's requests.
 func (t *Transport) base() http.RoundTripper { return baseOr(t.Base) }
 
+// errNoResponse is the error of a RoundTripper that returned neither a
+// response nor an error.
+var errNoResponse = errors.New("autorefresh: the base RoundTripper returned no response and no error")
+
+// roundTripVia sends req with rt, holding it to the RoundTripper contract
+// that the Transport relies on: a response without an error, and a body
+// that can be read and closed (http.NoBody for none).
+func roundTripVia(rt http.RoundTripper, req *http.Request) (*http.Response, error) {
+	resp, err := rt.RoundTrip(req)
+	switch {
+	case err != nil:
+		return nil, err
+	case resp == nil:
+		return nil, errNoResponse
+	case resp.Body == nil:
+		resp.Body = http.NoBody
+	}
+	return resp, nil
+}
+
 // baseOr returns rt, or http.DefaultTransport when rt is nil.
 func baseOr(rt http.RoundTripper) http.RoundTripper {
 	if rt != nil {
@@ -312,7 +333,7 @@ func (t *Transport) attempt(req *http.Request, s *state, body io.ReadCloser) (*h
 // redirects is always made of the requests t sent, whatever the base puts
 // there (see sendsTokens).
 func (t *Transport) send(out *http.Request) (*http.Response, error) {
-	resp, err := t.base().RoundTrip(out)
+	resp, err := roundTripVia(t.base(), out)
 	if err == nil && resp.Request != out {
 		resp.Request = out
 	}
@@ -424,11 +445,16 @@ const (
 // short by closing the body after drainTimeout, so that a server that
 // stalls mid-body holds neither the caller nor a goroutine for longer.
 func discard(body io.ReadCloser) {
+	if body == nil || body == http.NoBody {
+		return
+	}
 	go func() {
-		stop := time.AfterFunc(drainTimeout, func() { body.Close() })
+		var once sync.Once
+		closeBody := func() { once.Do(func() { body.Close() }) }
+		stop := time.AfterFunc(drainTimeout, closeBody)
 		io.CopyN(io.Discard, body, maxDrain)
 		stop.Stop()
-		body.Close()
+		closeBody()
 	}()
 }
 
