@@ -921,6 +921,9 @@ func TestHangingEarlyRefreshDoesNotHoldGoodTokens(t *testing.T) {
 			t.Errorf("request %d: status %d; want 200", i, resp.StatusCode)
 		}
 	}
+	// The early refresh runs in the background: the requests above do not
+	// wait for it to reach the server.
+	waitFor(t, "the early refresh to reach the server", func() bool { return srv.refreshCalls.Load() > 0 })
 	if n := srv.refreshCalls.Load(); n != 1 {
 		t.Errorf("refresh calls = %d; want 1 (still under way)", n)
 	}
