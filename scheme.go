@@ -11,7 +11,9 @@ import (
 //
 // The zero HeaderScheme means DefaultScheme.
 type HeaderScheme struct {
-	// AccessHeader carries the access token, after AccessPrefix.
+	// AccessHeader is the header that carries the access token, after
+	// AccessPrefix, which is written before the token as it is (for
+	// BearerScheme, "Authorization" and "Bearer ").
 	AccessHeader string
 	AccessPrefix string
 

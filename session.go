@@ -60,12 +60,11 @@ func (e *SessionError) Unwrap() error { return e.Err }
 // requests carry the new tokens from then on.
 //
 // loginURL must be https, or http to a loopback host unless t.AllowHTTP is
-// set. The request is sent
-// with t.Base, without tokens, and redirects are not followed. A 400, 401
-// or 403 answer yields a *SessionError wrapping ErrLoginRejected; any other
-// failure leaves the stored tokens as they were. To log in some other way
-// (an HTML form, an OAuth grant), make the request yourself and call
-// SetTokens.
+// set. The request is sent with t.Base, without tokens, and redirects are
+// not followed. A 400, 401 or 403 answer yields a *SessionError wrapping
+// ErrLoginRejected; any other failure leaves the stored tokens as they
+// were. To log in some other way (an HTML form, an OAuth grant), make the
+// request yourself and call SetTokens.
 func (t *Transport) Login(ctx context.Context, loginURL string, creds any) error {
 	if err := checkSecureURL(loginURL, t.AllowHTTP, "credentials"); err != nil {
 		return &SessionError{Op: "login", Err: err}
