@@ -130,7 +130,9 @@ func isRefusal(status int) bool {
 // with the default scheme, a 401 with Bearer; see DefaultShouldRefresh).
 // The tokens cleared are only those the check refused: a login made while
 // the check was under way is kept, and so is a newer pair that another
-// holder of the store saved meanwhile. Any other answer (a 403 with Bearer,
+// holder of the store saved meanwhile (Resume then returns a *SessionError
+// that wraps neither sentinel: call it again to check the new tokens).
+// Any other answer (a 403 with Bearer,
 // a 5xx, a network failure, a refresh endpoint that is down) returns a
 // *SessionError and keeps the tokens: the session may well be good.
 //
