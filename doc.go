@@ -22,6 +22,25 @@
 // The client can be handed to any API SDK that accepts an [*http.Client] or
 // an [http.RoundTripper]. http.DefaultClient itself is not modified.
 //
+// For an OAuth 2.0 server the Refresher is an [OAuth2], found by discovery
+// or given its TokenURL; the access token then goes in "Authorization:
+// Bearer", and the refresh token only to the token endpoint. A [FileStore]
+// keeps the tokens across restarts, and [Transport.SetTokens] hands over
+// those of your login (an authorization code exchange, for example):
+//
+//	tr := &autorefresh.Transport{
+//		Store:     autorefresh.NewFileStore(filepath.Join(dir, "tokens.json")),
+//		Refresher: &autorefresh.OAuth2{Issuer: "https://accounts.example.com", ClientID: "my-app"},
+//	}
+//	err := tr.SetTokens(ctx, autorefresh.Tokens{AccessToken: access, RefreshToken: refresh})
+//	client := autorefresh.NewClient(nil, tr)
+//
+// The examples of this package run each main use against an in-process
+// server: [Endpoint] ([NewClient]), [OAuth2] with discovery, revocation on
+// [Transport.Logout], [ClientCredentials], private_key_jwt
+// ([AuthStylePrivateKeyJWT]), [DPoP], [FileStore], [Transport.Login],
+// [Transport.Resume] and custom [HeaderScheme] values.
+//
 // Stores: [MemoryStore], [FileStore] (a JSON file shared safely between
 // processes) and, in its own module, a Redis store for many replicas.
 // Refreshers: [Endpoint] (a GET with accessToken and refreshToken headers
@@ -42,17 +61,18 @@
 // A session is the time from a login (SetTokens, Login, tokens found in the
 // store) to its end: a Logout, or a refresh token that the server rejects.
 // Within a session the tokens change at every refresh. Each change makes a
-// new state of the token state: an immutable snapshot of the pair in use,
-// with a generation number, kept behind an atomic pointer, so that a request
-// reads it without a lock. One unexported type, the token manager
+// new state: an immutable snapshot of the pair in use, with a generation
+// number, kept behind an atomic pointer, so that a request reads it without
+// a lock. One unexported type, the token manager
 // (manager.go), owns the states, the single flight that refreshes them and
 // the store; the Transport only sends requests, and asks it for the state
 // to send them with. A state is one of:
 //
 //   - unloaded: before first use. The first request loads the store.
-//   - with tokens: requests carry them. When the token is due (EarlyRefresh
-//     before its expiry) a refresh starts in the background and requests go
-//     on with it; once it has expired, requests wait for the refresh.
+//   - with tokens: requests carry them. When the token is due (within the
+//     early-refresh window before its expiry; see Transport.EarlyRefresh) a
+//     refresh starts in the background and requests go on with it; once it
+//     has expired, requests wait for the refresh.
 //   - without tokens: never logged in, logged out, or ended (a state that
 //     ended a session keeps the reason, and requests refused with the
 //     tokens of that session fail with it). Requests go out without

@@ -103,8 +103,10 @@ type RefreshError struct {
 	ErrorCode   string
 	Description string
 
-	// Err is the underlying cause: ErrSessionExpired for a rejection, or a
-	// network, timeout or decoding error.
+	// Err is the underlying cause: an error wrapping ErrSessionExpired for
+	// a rejection; otherwise, for example, one wrapping ErrClientRejected,
+	// ErrBackoff, ErrMalformedResponse, ErrClientAssertion or
+	// ErrDPoPDowngrade, a *DiscoveryError, or a network or timeout error.
 	Err error
 }
 

@@ -42,6 +42,9 @@ func oauthDemo() *httptest.Server {
 	return httptest.NewServer(mux)
 }
 
+// Refresh at an OAuth 2.0 token endpoint (RFC 6749 section 6) when the API
+// refuses the access token with 401 invalid_token, and send the request
+// again with the new one.
 func ExampleOAuth2() {
 	srv := oauthDemo()
 	defer srv.Close()
@@ -224,6 +227,7 @@ func ExampleTransport_Logout_revocation() {
 	// refresh token dead: true
 }
 
+// Read the challenges of a refusal, for a ShouldRefresh policy of your own.
 func ExampleParseChallenges() {
 	h := http.Header{}
 	h.Add("WWW-Authenticate", `Basic realm="api"`)

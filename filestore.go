@@ -29,12 +29,13 @@ var (
 // errNoPath is returned by every method of a FileStore that has no path.
 var errNoPath = errors.New("autorefresh: FileStore has no path; create it with NewFileStore")
 
-// FileError reports a failed FileStore operation and the path of the token
-// file. It never holds token values.
+// FileError reports a failed operation on a file and its path: a token file
+// of a FileStore, or a key file of LoadKey, SaveKey and LoadOrCreateKey. It
+// never holds token values or key material.
 type FileError struct {
-	Op   string // "load", "save", "clear" or "lock"
-	Path string // the token file, or its lock file for Op "lock"
-	Err  error  // for example ErrNoTokens, ErrCorruptFile, ErrUnsafeFile or an fs error
+	Op   string // "load", "save", "clear" or "lock" (FileStore); "load key" or "save key"
+	Path string // the token file (its lock file for Op "lock") or the key file
+	Err  error  // for example ErrNoTokens, ErrCorruptFile, ErrUnsafeFile, ErrCorruptKeyFile or an fs error
 }
 
 // Error describes e without token values.

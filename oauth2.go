@@ -19,8 +19,10 @@ import (
 // JSON answer (section 5.1). Only the refresh token is sent; the access
 // token never reaches the token endpoint. A Transport whose Refresher is an
 // *OAuth2 sends BearerScheme unless its Scheme is set; if you wrap an OAuth2
-// in a Refresher of your own, set Scheme to BearerScheme, or the refresh
-// token goes to the API too.
+// in a Refresher of your own, give the wrapper a HeaderScheme method that
+// returns BearerScheme (see Refresher) or set Scheme to BearerScheme, or
+// tokens without a TokenType (such as those of an earlier release's store)
+// send the refresh token to the API too.
 //
 // When the answer has no refresh_token, the current one is kept. When it has
 // expires_in, the new Tokens' Expiry is that many seconds after the answer

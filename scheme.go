@@ -9,9 +9,13 @@ import (
 // A HeaderScheme says which request headers carry the tokens. Header names
 // are sent exactly as written, not canonicalised.
 //
-// The zero HeaderScheme means DefaultScheme.
+// The zero HeaderScheme means DefaultScheme in Endpoint.Scheme. In
+// Transport.Scheme it means that the tokens and the Refresher choose the
+// scheme (see Transport.Scheme).
 type HeaderScheme struct {
-	// AccessHeader carries the access token, after AccessPrefix.
+	// AccessHeader is the header that carries the access token, after
+	// AccessPrefix, which is written before the token as it is (for
+	// BearerScheme, "Authorization" and "Bearer ").
 	AccessHeader string
 	AccessPrefix string
 

@@ -60,12 +60,11 @@ func (e *SessionError) Unwrap() error { return e.Err }
 // requests carry the new tokens from then on.
 //
 // loginURL must be https, or http to a loopback host unless t.AllowHTTP is
-// set. The request is sent
-// with t.Base, without tokens, and redirects are not followed. A 400, 401
-// or 403 answer yields a *SessionError wrapping ErrLoginRejected; any other
-// failure leaves the stored tokens as they were. To log in some other way
-// (an HTML form, an OAuth grant), make the request yourself and call
-// SetTokens.
+// set. The request is sent with t.Base, without tokens, and redirects are
+// not followed. A 400, 401 or 403 answer yields a *SessionError wrapping
+// ErrLoginRejected; any other failure leaves the stored tokens as they
+// were. To log in some other way (an HTML form, an OAuth grant), make the
+// request yourself and call SetTokens.
 func (t *Transport) Login(ctx context.Context, loginURL string, creds any) error {
 	if t.Store == nil {
 		return &SessionError{Op: "login", Err: ErrNoStore} // before the credentials go anywhere
@@ -134,7 +133,9 @@ func isRefusal(status int) bool {
 // with the default scheme, a 401 with Bearer; see DefaultShouldRefresh).
 // The tokens cleared are only those the check refused: a login made while
 // the check was under way is kept, and so is a newer pair that another
-// holder of the store saved meanwhile. Any other answer (a 403 with Bearer,
+// holder of the store saved meanwhile (Resume then returns a *SessionError
+// that wraps neither sentinel: call it again to check the new tokens).
+// Any other answer (a 403 with Bearer,
 // a 5xx, a network failure, a refresh endpoint that is down) returns a
 // *SessionError and keeps the tokens: the session may well be good.
 //

@@ -836,3 +836,27 @@ func TestResumeBearer403KeepsSession(t *testing.T) {
 		})
 	}
 }
+
+// TestLoginWithoutStoreSendsNothing: a Transport without a Store returns
+// ErrNoStore from every method (see ErrNoStore). Login must say so before
+// it sends the credentials: otherwise the server starts a session whose
+// tokens are then thrown away, and a refusal of the credentials hides the
+// configuration error behind ErrLoginRejected.
+func TestLoginWithoutStoreSendsNothing(t *testing.T) {
+	for _, status := range []int{http.StatusOK, http.StatusUnauthorized} {
+		var logins atomic.Int64
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			logins.Add(1)
+			w.WriteHeader(status)
+			io.WriteString(w, `{"accessToken":"a","refreshToken":"r"}`)
+		}))
+		err := (&Transport{}).Login(context.Background(), srv.URL, map[string]string{"username": testUser, "password": testPassword})
+		srv.Close()
+		if !errors.Is(err, ErrNoStore) {
+			t.Errorf("login answered %d: error = %v; want ErrNoStore", status, err)
+		}
+		if n := logins.Load(); n != 0 {
+			t.Errorf("login answered %d: login requests = %d; want 0", status, n)
+		}
+	}
+}

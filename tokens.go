@@ -21,6 +21,9 @@ import (
 // Tokens with encoding/json. Log Tokens values themselves, not structs that
 // contain them.
 type Tokens struct {
+	// AccessToken is sent with every request; RefreshToken is what the
+	// Refresher exchanges for new tokens. One of them may be empty, not
+	// both (see IsZero).
 	AccessToken  string `json:"accessToken"`
 	RefreshToken string `json:"refreshToken"`
 

@@ -44,3 +44,38 @@ func TestMemoryStoreNeverPrintsTokens(t *testing.T) {
 	checkPrinted(t, "saved-to *MemoryStore", &zero, tok.AccessToken, tok.RefreshToken)
 	checkPrinted(t, "struct holding a *MemoryStore", struct{ Store TokenStore }{s}, tok.AccessToken, tok.RefreshToken)
 }
+
+// TestNilMemoryStoreIsAnError: a Store left nil gives an error from every
+// method, never a panic (issue 11), and a nil *MemoryStore in a Store is the
+// usual way to leave one nil by accident (a variable declared and assigned
+// on one branch only). FileStore already treats a nil *FileStore so; a nil
+// *MemoryStore panics in Load, Save and Clear, and SetTokens and Logout
+// pass the panic on (RoundTrip and Tokens turn the panic of Load into an
+// error).
+func TestNilMemoryStoreIsAnError(t *testing.T) {
+	ctx := context.Background()
+	var nilStore *MemoryStore
+	tr := &Transport{Store: nilStore}
+	for _, c := range []struct {
+		name string
+		call func() error
+	}{
+		{"Load", func() error { _, err := nilStore.Load(ctx); return err }},
+		{"Save", func() error { return nilStore.Save(ctx, Tokens{AccessToken: "a"}) }},
+		{"Clear", func() error { return nilStore.Clear(ctx) }},
+		{"Transport.SetTokens", func() error { return tr.SetTokens(ctx, Tokens{AccessToken: "a"}) }},
+		{"Transport.Logout", func() error { return tr.Logout(ctx) }},
+		{"Transport.Tokens", func() error { _, err := tr.Tokens(ctx); return err }},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			defer func() {
+				if p := recover(); p != nil {
+					t.Errorf("panicked: %v; want an error", p)
+				}
+			}()
+			if err := c.call(); err == nil {
+				t.Error("error = nil; want one")
+			}
+		})
+	}
+}

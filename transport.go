@@ -15,9 +15,21 @@ import (
 
 // Defaults for the Transport's zero-valued fields.
 const (
-	DefaultEarlyRefresh    = 30 * time.Second
-	DefaultRefreshTimeout  = 30 * time.Second
-	DefaultMaxReplayBody   = 1 << 20
+	// DefaultEarlyRefresh caps the share of a token's lifetime that the
+	// early-refresh window takes when Transport.EarlyRefresh is zero (see
+	// its doc for how that window is sized).
+	DefaultEarlyRefresh = 30 * time.Second
+
+	// DefaultRefreshTimeout is the Transport.RefreshTimeout used when it is
+	// zero.
+	DefaultRefreshTimeout = 30 * time.Second
+
+	// DefaultMaxReplayBody is the Transport.MaxReplayBody used when it is
+	// zero: 1 MiB.
+	DefaultMaxReplayBody = 1 << 20
+
+	// DefaultMaxReplayMemory is the Transport.MaxReplayMemory used when it
+	// is zero: 64 MiB.
 	DefaultMaxReplayMemory = 64 << 20
 )
 
@@ -36,7 +48,8 @@ const (
 // The tokens are loaded from the Store on first use and then kept in
 // memory: a request with a good token takes no lock and does no I/O.
 // Requests go out without tokens while none are stored (before logging in,
-// or after the session ended). When such a request is refused, the Store is
+// or after the session ended), unless the Refresher is a Starter, which
+// obtains the first tokens. When such a request is refused, the Store is
 // read again, in case another process has logged in meanwhile; if it still
 // holds nothing, the refusal is returned as is. A refused request whose
 // tokens were dropped (Logout) while it waited for the refresh fails with
@@ -46,12 +59,14 @@ const (
 // move it, is described in the package documentation ("How it works").
 //
 // A Transport is safe for concurrent use. Its fields must not be changed
-// after its first use. Store must be set.
+// after its first use. Store must be set; the zero Transport returns
+// ErrNoStore from its methods.
 type Transport struct {
 	// Base sends the requests. If nil, http.DefaultTransport is used.
 	Base http.RoundTripper
 
-	// Store holds the tokens. It must not be nil.
+	// Store holds the tokens. It must not be nil: a Transport without a
+	// Store returns ErrNoStore.
 	Store TokenStore
 
 	// Refresher exchanges the tokens for new ones, for example an

@@ -290,8 +290,8 @@ func TestNewClient(t *testing.T) {
 func TestTransportWithoutStore(t *testing.T) {
 	srv := newProtoServer(t)
 	_, err := NewClient(nil, &Transport{}).Get(srv.URL + "/api/x")
-	if err == nil || !strings.Contains(err.Error(), "Store") {
-		t.Errorf("error = %v; want one that names the missing Store", err)
+	if !errors.Is(err, ErrNoStore) {
+		t.Errorf("error = %v; want ErrNoStore", err)
 	}
 }
 
