@@ -1,0 +1,105 @@
+package autorefresh
+
+import (
+	"errors"
+	"io"
+	"net/http"
+	"sync"
+	"time"
+)
+
+// errNoResponse is the error of a RoundTripper that returned neither a
+// response nor an error.
+var errNoResponse = errors.New("autorefresh: the base RoundTripper returned no response and no error")
+
+// roundTripVia sends req with rt, holding it to the RoundTripper contract
+// that the Transport relies on: a response without an error, and a body
+// that can be read and closed (http.NoBody for none).
+func roundTripVia(rt http.RoundTripper, req *http.Request) (*http.Response, error) {
+	resp, err := rt.RoundTrip(req)
+	switch {
+	case err != nil:
+		return nil, err
+	case resp == nil:
+		return nil, errNoResponse
+	case resp.Body == nil:
+		resp.Body = http.NoBody
+	}
+	return resp, nil
+}
+
+// outgoing is a request sent by t, allocated at once with the header values
+// it needs for most requests.
+type outgoing struct {
+	req  http.Request
+	vals [8]string
+}
+
+// authorize returns a copy of req, with body, that carries the tokens of s
+// and, when not empty, the DPoP proof. The caller's request is not
+// modified, and the copy shares no mutable state with it, with other
+// requests or with s: its header map and value slices are its own.
+func (t *Transport) authorize(req *http.Request, s *state, body io.ReadCloser, proof string) *http.Request {
+	o := new(outgoing)
+	o.req = *req
+	r := &o.req
+	r.Body = body
+	n := 0
+	for _, v := range req.Header {
+		n += len(v)
+	}
+	vals := o.vals[:0]
+	if n+3 > len(o.vals) {
+		vals = make([]string, 0, n+3)
+	}
+	h := make(http.Header, len(req.Header)+3)
+	for k, v := range req.Header {
+		i := len(vals)
+		vals = append(vals, v...)
+		h[k] = vals[i:len(vals):len(vals)]
+	}
+	for _, kv := range [...][3]string{
+		{s.hdr.accessName, s.hdr.accessCanon, s.hdr.access},
+		{s.hdr.refreshName, s.hdr.refreshCanon, s.hdr.refresh},
+		{dpopHeader, dpopHeader, proof},
+	} {
+		if kv[2] != "" {
+			delete(h, kv[1])
+			vals = append(vals, kv[2])
+			h[kv[0]] = vals[len(vals)-1 : len(vals) : len(vals)]
+		}
+	}
+	r.Header = h
+	return r
+}
+
+func closeBody(req *http.Request) {
+	if req.Body != nil {
+		req.Body.Close()
+	}
+}
+
+// Bounds of the draining of a response body that is discarded.
+const (
+	maxDrain     = 4 << 10 // bytes read, so that the connection can be reused
+	drainTimeout = time.Second
+)
+
+// discard closes body, a response that is not returned, after reading what
+// is left of it, up to maxDrain bytes, so that its connection can be
+// reused. It never blocks: the draining runs in the background and is cut
+// short by closing the body after drainTimeout, so that a server that
+// stalls mid-body holds neither the caller nor a goroutine for longer.
+func discard(body io.ReadCloser) {
+	if body == nil || body == http.NoBody {
+		return
+	}
+	go func() {
+		var once sync.Once
+		closeBody := func() { once.Do(func() { body.Close() }) }
+		stop := time.AfterFunc(drainTimeout, closeBody)
+		io.CopyN(io.Discard, body, maxDrain)
+		stop.Stop()
+		closeBody()
+	}()
+}
