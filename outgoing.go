@@ -32,7 +32,7 @@ func roundTripVia(rt http.RoundTripper, req *http.Request) (*http.Response, erro
 // it needs for most requests.
 type outgoing struct {
 	req  http.Request
-	vals [8]string
+	vals [6]string
 }
 
 // authorize returns a copy of req, with body, that carries the tokens of s
@@ -44,33 +44,43 @@ func (t *Transport) authorize(req *http.Request, s *state, body io.ReadCloser, p
 	o.req = *req
 	r := &o.req
 	r.Body = body
-	n := 0
-	for _, v := range req.Header {
-		n += len(v)
+	set := [...][3]string{ // name, canonical name, value (none when empty)
+		{s.hdr.accessName, s.hdr.accessCanon, s.hdr.access},
+		{s.hdr.refreshName, s.hdr.refreshCanon, s.hdr.refresh},
+		{dpopHeader, dpopHeader, proof},
 	}
+	// The values are copied into o.vals while they fit, then into a slice
+	// that append grows: the slices already in h keep the array they were
+	// cut from.
 	vals := o.vals[:0]
-	if n+3 > len(o.vals) {
-		vals = make([]string, 0, n+3)
-	}
-	h := make(http.Header, len(req.Header)+3)
+	h := make(http.Header, len(req.Header)+len(set))
 	for k, v := range req.Header {
+		if replaced(k, &set) {
+			continue
+		}
 		i := len(vals)
 		vals = append(vals, v...)
 		h[k] = vals[i:len(vals):len(vals)]
 	}
-	for _, kv := range [...][3]string{
-		{s.hdr.accessName, s.hdr.accessCanon, s.hdr.access},
-		{s.hdr.refreshName, s.hdr.refreshCanon, s.hdr.refresh},
-		{dpopHeader, dpopHeader, proof},
-	} {
+	for _, kv := range set {
 		if kv[2] != "" {
-			delete(h, kv[1])
 			vals = append(vals, kv[2])
 			h[kv[0]] = vals[len(vals)-1 : len(vals) : len(vals)]
 		}
 	}
 	r.Header = h
 	return r
+}
+
+// replaced reports whether the caller's header k is one that set gives a
+// value of its own.
+func replaced(k string, set *[3][3]string) bool {
+	for _, kv := range set {
+		if kv[2] != "" && k == kv[1] {
+			return true
+		}
+	}
+	return false
 }
 
 func closeBody(req *http.Request) {
