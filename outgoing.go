@@ -44,43 +44,36 @@ func (t *Transport) authorize(req *http.Request, s *state, body io.ReadCloser, p
 	o.req = *req
 	r := &o.req
 	r.Body = body
-	set := [...][3]string{ // name, canonical name, value (none when empty)
-		{s.hdr.accessName, s.hdr.accessCanon, s.hdr.access},
-		{s.hdr.refreshName, s.hdr.refreshCanon, s.hdr.refresh},
-		{dpopHeader, dpopHeader, proof},
-	}
+	hd := &s.hdr
 	// The values are copied into o.vals while they fit, then into a slice
 	// that append grows: the slices already in h keep the array they were
 	// cut from.
 	vals := o.vals[:0]
-	h := make(http.Header, len(req.Header)+len(set))
+	h := make(http.Header, len(req.Header)+3)
 	for k, v := range req.Header {
-		if replaced(k, &set) {
+		if hd.replaces(k) || proof != "" && k == dpopHeader {
 			continue
 		}
 		i := len(vals)
 		vals = append(vals, v...)
 		h[k] = vals[i:len(vals):len(vals)]
 	}
-	for _, kv := range set {
-		if kv[2] != "" {
-			vals = append(vals, kv[2])
-			h[kv[0]] = vals[len(vals)-1 : len(vals) : len(vals)]
-		}
-	}
+	vals = put(h, vals, hd.accessName, hd.access)
+	vals = put(h, vals, hd.refreshName, hd.refresh)
+	put(h, vals, dpopHeader, proof)
 	r.Header = h
 	return r
 }
 
-// replaced reports whether the caller's header k is one that set gives a
-// value of its own.
-func replaced(k string, set *[3][3]string) bool {
-	for _, kv := range set {
-		if kv[2] != "" && k == kv[1] {
-			return true
-		}
+// put sets h's header name to value, held in vals, unless value is empty.
+// It returns vals with value appended.
+func put(h http.Header, vals []string, name, value string) []string {
+	if value == "" {
+		return vals
 	}
-	return false
+	vals = append(vals, value)
+	h[name] = vals[len(vals)-1 : len(vals) : len(vals)]
+	return vals
 }
 
 func closeBody(req *http.Request) {

@@ -78,6 +78,12 @@ type headers struct {
 	ath  string
 }
 
+// replaces reports whether the caller's header k, in canonical form, is
+// one that h gives a value of its own.
+func (h *headers) replaces(k string) bool {
+	return h.access != "" && k == h.accessCanon || h.refresh != "" && k == h.refreshCanon
+}
+
 // dpopScheme sends a DPoP-bound access token (RFC 9449 section 7.1).
 var dpopScheme = HeaderScheme{AccessHeader: "Authorization", AccessPrefix: "DPoP "}
 
