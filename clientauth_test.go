@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/big"
 	"net/http"
 	"net/url"
 	"slices"
@@ -348,6 +349,52 @@ func TestOAuthSecretsNeverShown(t *testing.T) {
 			}
 			if !strings.Contains(logged.String(), "refresh failed") {
 				t.Errorf("log %q; want the failed refresh logged", logged.String())
+			}
+		})
+	}
+}
+
+// TestConfigurationsNeverPrintSecrets checks that a struct of the caller's
+// holding an OAuth2, ClientCredentials, DPoP or Transport, logged with
+// slog's JSON handler (which encodes it with encoding/json), shows neither
+// the client secret nor the private part (D) of the DPoP key. fmt and slog
+// text output are checked by TestOAuthSecretsNeverShown and the tests
+// beside it.
+func TestConfigurationsNeverPrintSecrets(t *testing.T) {
+	const secret = "client-secret-0123456789"
+	key, err := GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := key.(*ecdsa.PrivateKey).Bytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := new(big.Int).SetBytes(raw).String() // D, as encoding/json writes it
+	dpop := &DPoP{Key: key}
+	o := &OAuth2{TokenURL: "https://auth.example.com/token", ClientID: "app", ClientSecret: secret, DPoP: dpop}
+	cc := &ClientCredentials{TokenURL: "https://auth.example.com/token", ClientID: "svc", ClientSecret: secret}
+	tr := &Transport{Store: NewMemoryStore(Tokens{}), Refresher: o, DPoP: dpop}
+	tests := []struct {
+		name string
+		cfg  any
+	}{
+		{"*OAuth2", struct{ Auth *OAuth2 }{o}},
+		{"*ClientCredentials", struct {
+			Auth *ClientCredentials
+		}{cc}},
+		{"*DPoP", struct{ DPoP *DPoP }{dpop}},
+		{"*Transport", struct{ HTTP *Transport }{tr}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var b strings.Builder
+			slog.New(slog.NewJSONHandler(&b, nil)).Info("config", "cfg", tt.cfg)
+			if strings.Contains(b.String(), secret) {
+				t.Errorf("slog JSON of a struct holding a %s shows the client secret: %s", tt.name, b.String())
+			}
+			if strings.Contains(b.String(), d) {
+				t.Errorf("slog JSON of a struct holding a %s shows the DPoP private key D: %s", tt.name, b.String())
 			}
 		})
 	}

@@ -3,12 +3,15 @@ package autorefresh_test
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"math/big"
 	"net/http"
+	"net/http/httptest"
+	"net/url"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -355,5 +358,159 @@ func TestClientCredentialsNeedsClientID(t *testing.T) {
 	}
 	if n := srv.Stats().RefreshCalls; n != 0 {
 		t.Errorf("token calls = %d; want 0", n)
+	}
+}
+
+// alwaysInvalidToken is an API that refuses every access token with 401
+// Bearer error="invalid_token", as an API that wants another audience or
+// has not learned the issuer's new signing key does.
+func alwaysInvalidToken(t *testing.T) *httptest.Server {
+	t.Helper()
+	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token", error_description="wrong audience"`)
+		w.WriteHeader(http.StatusUnauthorized)
+	}))
+	t.Cleanup(api.Close)
+	return api
+}
+
+// TestRefusedFreshTokenDoesNotRefreshPerRequest: an API that refuses every
+// token with 401 invalid_token (a wrong audience, a key it does not know)
+// does not cost a client credentials client one token call per request: a
+// fresh token refused at once says that asking again does not help, so the
+// refresher backs off. (With a refresh token, each refused request refreshes
+// once and is sent once more, as TestSecond403IsReturnedAsIs checks.)
+func TestRefusedFreshTokenDoesNotRefreshPerRequest(t *testing.T) {
+	const requests = 20
+	tests := []struct {
+		name  string
+		setup func(srv *autorefreshtest.Server) *autorefresh.Transport
+		calls func(st autorefreshtest.Stats) int64
+	}{
+		{"client credentials", func(srv *autorefreshtest.Server) *autorefresh.Transport {
+			return &autorefresh.Transport{Store: autorefresh.NewMemoryStore(autorefresh.Tokens{}), Refresher: ccRefresher(srv)}
+		}, func(st autorefreshtest.Stats) int64 { return st.ClientCredentialsGrants }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := ccServer(t, autorefreshtest.Options{})
+			api := alwaysInvalidToken(t)
+			c := autorefresh.NewClient(nil, tt.setup(srv))
+			for range requests {
+				resp, err := c.Get(api.URL + "/v1/things")
+				if err == nil {
+					resp.Body.Close()
+				}
+			}
+			if n := tt.calls(srv.Stats()); n > 2 {
+				t.Errorf("token calls for %d requests within one token lifetime = %d; want at most 2", requests, n)
+			}
+		})
+	}
+}
+
+// TestClientCredentialsParamsScope: ClientCredentials.Params cannot
+// replace the fields that set grant_type, scope, resource or audience, but
+// with Scopes empty a "scope" in Params is sent (as x/oauth2's
+// clientcredentials EndpointParams does).
+func TestClientCredentialsParamsScope(t *testing.T) {
+	forms := make(chan url.Values, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r.ParseForm()
+		forms <- r.PostForm
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"access_token":"access-0123456789","token_type":"Bearer","expires_in":3600}`)
+	}))
+	t.Cleanup(srv.Close)
+	cc := &autorefresh.ClientCredentials{TokenURL: srv.URL, ClientID: "svc", ClientSecret: "svc-secret-0123456789",
+		Params: url.Values{"scope": {"invoices:read"}, "resource": {"https://api.example.com/invoices"}}}
+	if _, err := cc.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	form := <-forms
+	if got := form.Get("scope"); got != "invoices:read" {
+		t.Errorf("scope sent = %q; want %q from Params, since Scopes is empty", got, "invoices:read")
+	}
+	if got := form.Get("resource"); got != "https://api.example.com/invoices" {
+		t.Errorf("resource sent = %q; want the one from Params", got)
+	}
+}
+
+// TestBasicCredentialsRedactedFromDescriptions: with client_secret_basic
+// (the default AuthStyle) the secret travels base64-encoded in the
+// Authorization header; a server or gateway that quotes that header in its
+// error_description must not get it shown in the error, where anyone could
+// decode it.
+func TestBasicCredentialsRedactedFromDescriptions(t *testing.T) {
+	const id, secret = "billing", "client-secret-0123456789"
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusUnauthorized)
+		fmt.Fprintf(w, `{"error":"invalid_client","error_description":"client authentication failed for %s"}`, r.Header.Get("Authorization"))
+	}))
+	t.Cleanup(srv.Close)
+	cc := &autorefresh.ClientCredentials{TokenURL: srv.URL, ClientID: id, ClientSecret: secret}
+	_, err := cc.Start(t.Context())
+	if !errors.Is(err, autorefresh.ErrClientRejected) {
+		t.Fatalf("error = %v; want ErrClientRejected", err)
+	}
+	encoded := base64.StdEncoding.EncodeToString([]byte(url.QueryEscape(id) + ":" + url.QueryEscape(secret)))
+	if strings.Contains(err.Error(), encoded) {
+		t.Errorf("error shows the Basic credentials (base64 of the client ID and secret): %v", err)
+	}
+}
+
+// TestLogoutClientCredentials: with a ClientCredentials refresher there is
+// no user's session to end (Logout's doc): Logout drops the token and
+// clears the store, and the next request obtains a new token with the
+// client's credentials, not the old one.
+func TestLogoutClientCredentials(t *testing.T) {
+	srv := ccServer(t, autorefreshtest.Options{})
+	store := autorefresh.NewMemoryStore(autorefresh.Tokens{})
+	tr, c := ccTransport(store, ccRefresher(srv))
+	if code := get(t, c, srv.URL+"/api/me"); code != 200 {
+		t.Fatalf("status = %d; want 200", code)
+	}
+	old, _ := tr.Tokens(t.Context())
+	if err := tr.Logout(t.Context()); err != nil {
+		t.Fatalf("Logout: %v", err)
+	}
+	if _, err := store.Load(t.Context()); !errors.Is(err, autorefresh.ErrNoTokens) {
+		t.Errorf("store after Logout: %v; want ErrNoTokens", err)
+	}
+	if code := get(t, c, srv.URL+"/api/me"); code != 200 {
+		t.Fatalf("status after Logout = %d; want 200 with a new token", code)
+	}
+	if n := srv.Stats().ClientCredentialsGrants; n != 2 {
+		t.Errorf("client credentials grants = %d; want 2 (a new token after Logout)", n)
+	}
+	if cur, _ := tr.Tokens(t.Context()); cur.AccessToken == old.AccessToken {
+		t.Error("the token dropped by Logout is in use again")
+	}
+}
+
+// TestClientCredentialsNeverSessionExpired: there is no session to expire
+// with client credentials. Two replicas share a token file; one logs out.
+// The other's next refresh finds the store empty and obtains a new token: its
+// request never fails with ErrSessionExpired.
+func TestClientCredentialsNeverSessionExpired(t *testing.T) {
+	srv := ccServer(t, autorefreshtest.Options{})
+	path := filepath.Join(t.TempDir(), "tokens.json")
+	a, ca := ccTransport(autorefresh.NewFileStore(path), ccRefresher(srv))
+	_, cb := ccTransport(autorefresh.NewFileStore(path), ccRefresher(srv))
+	for _, c := range []*http.Client{ca, cb} {
+		if code := get(t, c, srv.URL+"/api/me"); code != 200 {
+			t.Fatalf("status = %d; want 200", code)
+		}
+	}
+	if err := a.Logout(t.Context()); err != nil {
+		t.Fatalf("Logout: %v", err)
+	}
+	srv.ExpireAccessTokens() // the other replica's token is refused: it refreshes
+	resp, err := cb.Get(srv.URL + "/api/me")
+	if errors.Is(err, autorefresh.ErrSessionExpired) {
+		t.Errorf("the other replica's request: %v; want no ErrSessionExpired from a ClientCredentials Transport", err)
+	} else if err == nil {
+		resp.Body.Close()
 	}
 }

@@ -7,9 +7,11 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/autorefresh/autorefresh"
@@ -416,5 +418,117 @@ func TestDPoPTokenTransport(t *testing.T) {
 	}
 	if n := srv.Stats().Refreshes; n != 1 {
 		t.Errorf("refreshes = %d; want 1 with the key of the login", n)
+	}
+}
+
+// TestTokenTransportBodilessNonceRetryDoesNotPanic: DPoP.TokenTransport
+// retries a request once when the server answers 400 use_dpop_nonce with a
+// DPoP-Nonce, also for a request without a body (GET, or a POST with a nil
+// Body) and so without GetBody.
+func TestTokenTransportBodilessNonceRetryDoesNotPanic(t *testing.T) {
+	var calls atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("DPoP-Nonce", fmt.Sprintf("nonce-%d", calls.Add(1)))
+		w.Header().Set("Content-Type", "application/json")
+		if r.Header.Get("DPoP") == "" || calls.Load() == 1 {
+			w.WriteHeader(http.StatusBadRequest)
+			io.WriteString(w, `{"error":"use_dpop_nonce"}`)
+			return
+		}
+		io.WriteString(w, `{}`)
+	}))
+	t.Cleanup(srv.Close)
+	key, err := autorefresh.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt := (&autorefresh.DPoP{Key: key}).TokenTransport(nil)
+	for _, method := range []string{http.MethodGet, http.MethodPost} {
+		t.Run(method, func(t *testing.T) {
+			calls.Store(0)
+			req, _ := http.NewRequest(method, srv.URL+"/oauth/par", nil)
+			var resp *http.Response
+			var panicked any
+			func() {
+				defer func() { panicked = recover() }()
+				resp, err = rt.RoundTrip(req)
+			}()
+			if panicked != nil {
+				t.Fatalf("RoundTrip of a %s without body answered 400 use_dpop_nonce panicked: %v; want the retry or the answer", method, panicked)
+			}
+			if err != nil {
+				t.Fatalf("RoundTrip: %v", err)
+			}
+			resp.Body.Close()
+		})
+	}
+}
+
+// TestTransportDPoPAloneBindsTokens: DPoP set on the Transport only (the
+// DPoP doc allows either place) reaches the refresher too: refreshes carry a
+// proof, and a DPoP-bound pair is refreshed with the configured key.
+func TestTransportDPoPAloneBindsTokens(t *testing.T) {
+	t.Run("Bearer pair", func(t *testing.T) {
+		srv := newTestServer(t, autorefreshtest.Options{}) // DPoP optional
+		key, err := autorefresh.GenerateKey()
+		if err != nil {
+			t.Fatal(err)
+		}
+		tr := &autorefresh.Transport{Store: autorefresh.NewMemoryStore(srv.Issue("alice")),
+			DPoP: &autorefresh.DPoP{Key: key}, Refresher: &autorefresh.OAuth2{TokenURL: srv.URL + "/oauth/token"}}
+		srv.ExpireAccessTokens()
+		if code, err := getStatus(t, autorefresh.NewClient(nil, tr), srv.URL+"/api/me"); code != 200 {
+			t.Fatalf("status = %d, %v; want 200", code, err)
+		}
+		cur, _ := tr.Tokens(t.Context())
+		if st := srv.Stats(); cur.TokenType != "DPoP" || st.DPoPProofs == 0 {
+			t.Errorf("after a refresh through a Transport with DPoP set: token type %q, proofs the server saw %d; want DPoP-bound tokens and proofs",
+				cur.TokenType, st.DPoPProofs)
+		}
+	})
+	t.Run("DPoP-bound pair", func(t *testing.T) {
+		srv, d, tok := dpopSetup(t, autorefreshtest.Options{RequireDPoP: true})
+		tr := &autorefresh.Transport{Store: autorefresh.NewMemoryStore(tok), DPoP: d,
+			Refresher: &autorefresh.OAuth2{TokenURL: srv.URL + "/oauth/token"}}
+		c := autorefresh.NewClient(nil, tr)
+		if code, err := getStatus(t, c, srv.URL+"/api/me"); code != 200 {
+			t.Fatalf("status with the bound token = %d, %v; want 200", code, err)
+		}
+		srv.ExpireAccessTokens()
+		if code, err := getStatus(t, c, srv.URL+"/api/me"); code != 200 {
+			t.Errorf("status after expiry = %d, %v; want 200 after a refresh with the Transport's key", code, err)
+		}
+	})
+}
+
+// TestRefusedDowngradeNeverReusesRefreshToken: a token endpoint answers a
+// DPoP refresh with Bearer tokens. The library refuses them
+// (ErrDPoPDowngrade), but the server has already rotated the refresh token,
+// so the spent one must never be presented again (a server with reuse
+// detection would revoke the whole grant): the session ends instead.
+func TestRefusedDowngradeNeverReusesRefreshToken(t *testing.T) {
+	srv, d, tok := dpopSetup(t, autorefreshtest.Options{RevokeOnReuse: true})
+	tr := dpopOAuth2(srv, d, autorefresh.NewMemoryStore(tok))
+	c := autorefresh.NewClient(nil, tr)
+	srv.SetDPoPDowngrade(true)
+	srv.ExpireAccessTokens()
+	_, err := getStatus(t, c, srv.URL+"/api/me")
+	if !errors.Is(err, autorefresh.ErrDPoPDowngrade) {
+		t.Fatalf("error = %v; want ErrDPoPDowngrade", err)
+	}
+	// Requests go on: the Transport tries again after its back-off (about
+	// a second), or has ended the session (and later requests go out
+	// without tokens).
+	if !errors.Is(err, autorefresh.ErrSessionExpired) {
+		waitFor(t, "a second token call", func() bool {
+			getStatus(t, c, srv.URL+"/api/me")
+			return srv.Stats().RefreshCalls >= 2
+		})
+	}
+	for range 3 {
+		getStatus(t, c, srv.URL+"/api/me")
+	}
+	if st := srv.Stats(); st.ReuseRejections != 0 || st.Revocations != 0 {
+		t.Errorf("spent refresh tokens presented = %d, grants revoked = %d; want 0 and 0", st.ReuseRejections, st.Revocations)
 	}
 }

@@ -1645,3 +1645,34 @@ func TestSetTokensOfThePairBeingRefreshed(t *testing.T) {
 		})
 	}
 }
+
+// TestDefaultEarlyWindowAsREADMEStates holds the default early-refresh
+// window to what the README ("Ahead of time, without waiting") and
+// Transport.EarlyRefresh's doc promise: a quarter of the token's lifetime (at
+// most 30 s) before any refresh was measured, then a tenth of the lifetime
+// but at least one and a half times the last refresh's duration, capped at
+// half the lifetime.
+func TestDefaultEarlyWindowAsREADMEStates(t *testing.T) {
+	tests := []struct {
+		name        string
+		life        time.Duration
+		lastRefresh time.Duration // 0: none measured yet
+		want        time.Duration
+	}{
+		{"before any refresh", 40 * time.Second, 0, 10 * time.Second},
+		{"capped at 30 s", 10 * time.Minute, 0, 30 * time.Second},
+		{"after a fast refresh", 40 * time.Second, time.Millisecond, 4 * time.Second},
+		{"after a slow refresh", 40 * time.Second, 8 * time.Second, 12 * time.Second},
+		{"capped at half the lifetime", 2 * time.Second, 800 * time.Millisecond, time.Second},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tr := &Transport{Store: NewMemoryStore(Tokens{})}
+			m := tr.manager()
+			m.lastRefresh.Store(int64(tt.lastRefresh))
+			if got := m.window(tt.life); got != tt.want {
+				t.Errorf("window(%v) after a refresh of %v = %v; want %v", tt.life, tt.lastRefresh, got, tt.want)
+			}
+		})
+	}
+}

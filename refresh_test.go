@@ -5,10 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/golang-jwt/jwt/v5"
 )
 
 // Tests of the refresh engine (refresh.go) for tokens that are due for an
@@ -764,5 +767,48 @@ func TestRejectionAfterSaveToFileEndsSession(t *testing.T) {
 	}
 	if _, err := store.Load(context.Background()); !errors.Is(err, ErrNoTokens) {
 		t.Errorf("store Load: %v; want ErrNoTokens", err)
+	}
+}
+
+// TestProactiveRefreshWithoutRefreshTokenKeepsValidToken: a pair without a
+// refresh token (a server that issues none, an access token handed over
+// from elsewhere) with an OAuth2 refresher. When the access token enters the
+// early window there is nothing to refresh it with, so it is used until it
+// expires or is refused, and no refresh is attempted.
+func TestProactiveRefreshWithoutRefreshTokenKeepsValidToken(t *testing.T) {
+	now := time.Now()
+	access, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.RegisteredClaims{
+		IssuedAt: jwt.NewNumericDate(now.Add(-100 * time.Second)), ExpiresAt: jwt.NewNumericDate(now.Add(20 * time.Second)),
+	}).SignedString([]byte("test key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var withToken, tokenCalls atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/token" {
+			tokenCalls.Add(1)
+			http.Error(w, "unexpected", http.StatusInternalServerError)
+			return
+		}
+		if r.Header.Get("Authorization") == "Bearer "+access {
+			withToken.Add(1)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	events := make(chan RefreshEvent, 4)
+	tr := &Transport{Store: NewMemoryStore(Tokens{AccessToken: access}),
+		Refresher: &OAuth2{TokenURL: srv.URL + "/token"},
+		OnRefresh: func(e RefreshEvent) { events <- e }}
+	c := NewClient(nil, tr)
+	get(t, c, srv.URL+"/api/x") // due
+	get(t, c, srv.URL+"/api/x")
+	if len(events) != 0 || tokenCalls.Load() != 0 {
+		t.Errorf("refresh events %d, token calls %d; want none: there is no refresh token", len(events), tokenCalls.Load())
+	}
+	if n := withToken.Load(); n != 2 {
+		t.Errorf("requests that carried the access token, valid for 20 s more = %d of 2; want 2", n)
+	}
+	if _, err := tr.Tokens(t.Context()); err != nil {
+		t.Errorf("Tokens after the background refresh: %v; want the still valid access token kept", err)
 	}
 }

@@ -1,11 +1,14 @@
 package autorefresh_test
 
 import (
+	"context"
 	"errors"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/autorefresh/autorefresh"
 	"github.com/autorefresh/autorefresh/autorefreshtest"
@@ -144,5 +147,58 @@ func TestClientCredentialsLogoutRevokes(t *testing.T) {
 	}
 	if n := srv.Stats().ClientCredentialsGrants; n != 2 {
 		t.Errorf("client credentials grants = %d; want 2", n)
+	}
+}
+
+// within waits for a value of ch for at most d; it reports false when none
+// came. It detects hangs; it asserts nothing about speed.
+func within[T any](ch <-chan T, d time.Duration) (T, bool) {
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case v := <-ch:
+		return v, true
+	case <-timer.C:
+		var zero T
+		return zero, false
+	}
+}
+
+// TestLogoutDoesNotHangOnRevocation: a revocation endpoint that never
+// answers does not make Logout(context.Background()) hang: the revocation is
+// bounded by RefreshTimeout, like every other call to the authorization
+// server, and a failed revocation never keeps the local tokens alive.
+func TestLogoutDoesNotHangOnRevocation(t *testing.T) {
+	release := make(chan struct{})
+	arrived := make(chan struct{}, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/revoke" {
+			select {
+			case arrived <- struct{}{}:
+			default:
+			}
+			select {
+			case <-release:
+			case <-r.Context().Done():
+			}
+		}
+	}))
+	t.Cleanup(srv.Close)
+	t.Cleanup(func() { close(release) })
+	const access = "access-token-0123456789"
+	tr := &autorefresh.Transport{
+		Store:          autorefresh.NewMemoryStore(autorefresh.Tokens{AccessToken: access, RefreshToken: "refresh-token-0123456789"}),
+		RefreshTimeout: 100 * time.Millisecond,
+		Refresher:      &autorefresh.OAuth2{TokenURL: srv.URL + "/token", RevocationURL: srv.URL + "/revoke"},
+	}
+	done := make(chan error, 1)
+	go func() { done <- tr.Logout(context.Background()) }()
+	if _, ok := within(arrived, time.Minute); !ok {
+		t.Fatal("the revocation never reached the endpoint")
+	}
+	if _, ok := within(done, 10*time.Second); !ok {
+		tok, _ := tr.Tokens(t.Context())
+		t.Errorf("Logout(context.Background()) has not returned 10 s after the revocation endpoint stopped answering (RefreshTimeout 100ms); tokens still in use: %v; want Logout to return and the tokens dropped",
+			tok.AccessToken == access)
 	}
 }
