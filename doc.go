@@ -63,7 +63,7 @@
 // Within a session the tokens change at every refresh. Each change makes a
 // new state: an immutable snapshot of the pair in use, with a generation
 // number, kept behind an atomic pointer, so that a request reads it without
-// a lock. One unexported type, the token manager
+// a lock (state.go). One unexported type, the token manager
 // (manager.go), owns the states, the single flight that refreshes them and
 // the store; the Transport only sends requests, and asks it for the state
 // to send them with. A state is one of:

@@ -299,41 +299,6 @@ func refusal(resp *http.Response, err error) *http.Response {
 	return resp
 }
 
-// attempt sends req once with the tokens of s and body, and reports
-// whether the answer asks for it to be sent again with a new DPoP nonce.
-func (t *Transport) attempt(req *http.Request, s *state, body io.ReadCloser) (*http.Response, bool, error) {
-	proof, err := t.proofFor(req, s)
-	if err != nil {
-		if body != nil {
-			body.Close()
-		}
-		return nil, false, err
-	}
-	out := t.authorize(req, s, body, proof)
-	resp, err := t.send(out)
-	if err != nil {
-		return nil, false, err
-	}
-	wantsNonce, err := t.dpopAnswer(out, s, resp)
-	if err != nil {
-		discard(resp.Body)
-		return nil, false, err
-	}
-	return resp, wantsNonce, nil
-}
-
-// send sends out with the base RoundTripper, and makes out the Request of
-// the response, so that the chain of requests http.Client builds for
-// redirects is always made of the requests t sent, whatever the base puts
-// there (see sendsTokens).
-func (t *Transport) send(out *http.Request) (*http.Response, error) {
-	resp, err := roundTripVia(t.base(), out)
-	if err == nil && resp.Request != out {
-		resp.Request = out
-	}
-	return resp, err
-}
-
 // noteReplay counts, reports and logs the replay of req.
 func (t *Transport) noteReplay(req *http.Request) {
 	t.stats.replays.Add(1)
