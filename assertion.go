@@ -3,7 +3,6 @@ package autorefresh
 import (
 	"crypto"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"time"
@@ -18,10 +17,6 @@ const clientAssertionType = "urn:ietf:params:oauth:client-assertion-type:jwt-bea
 // for one token request and its clock skew, short enough that a stolen one
 // is soon useless.
 const clientAssertionLifetime = 60 * time.Second
-
-// errAssertion is wrapped by the errors for a client assertion that cannot
-// be made from what it was given.
-var errAssertion = errors.New("autorefresh: cannot make a client assertion")
 
 // clientAssertion signs the client assertions of private_key_jwt client
 // authentication (RFC 7523 sections 2.2 and 3, OpenID Connect Core section
@@ -43,10 +38,10 @@ type clientAssertion struct {
 // signs with key, using algorithm alg or the key's default (see
 // newJWSSigner: RS256 for RSA, ES256 for ECDSA P-256, ...). The header
 // carries "kid" when kid is not empty: the ID of the key among those the
-// client registered. Its errors wrap ErrUnsupportedKey or errAssertion.
+// client registered. Its errors wrap ErrUnsupportedKey or ErrClientAssertion.
 func newClientAssertion(key crypto.Signer, alg, kid, clientID string) (*clientAssertion, error) {
 	if clientID == "" {
-		return nil, fmt.Errorf("%w: no client ID", errAssertion)
+		return nil, fmt.Errorf("%w: no client ID", ErrClientAssertion)
 	}
 	s, err := newJWSSigner(key, alg)
 	if err != nil {
@@ -93,7 +88,7 @@ type assertionClaims struct {
 // random "jti", "iat" (now) and "exp" (a minute later).
 func (a *clientAssertion) sign(aud string) (string, error) {
 	if aud == "" {
-		return "", fmt.Errorf("%w: no audience", errAssertion)
+		return "", fmt.Errorf("%w: no audience", ErrClientAssertion)
 	}
 	now := a.now()
 	claims, err := json.Marshal(assertionClaims{

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -111,7 +112,7 @@ func TestClientAssertionErrors(t *testing.T) {
 		alg, clientID string
 		want          error
 	}{
-		{"no client ID", testKey(t, "P-256"), "", "", errAssertion},
+		{"no client ID", testKey(t, "P-256"), "", "", ErrClientAssertion},
 		{"no key", nil, "", "client", ErrUnsupportedKey},
 		{"wrong algorithm", testKey(t, "P-256"), algRS256, "client", ErrUnsupportedKey},
 	}
@@ -126,8 +127,8 @@ func TestClientAssertionErrors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := a.sign(""); !errors.Is(err, errAssertion) {
-		t.Errorf("sign without audience: error = %v; want errAssertion", err)
+	if _, err := a.sign(""); !errors.Is(err, ErrClientAssertion) {
+		t.Errorf("sign without audience: error = %v; want ErrClientAssertion", err)
 	}
 	hsmErr := errors.New("HSM unavailable")
 	broken, err := newClientAssertion(fakeSigner{pub: testKey(t, "P-256").Public(), err: hsmErr}, "", "", "client")
@@ -169,5 +170,36 @@ func BenchmarkClientAssertion(b *testing.B) {
 		if _, err := a.sign("https://as.example.com/token"); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestClientAssertionErrorSaysItOnce checks the text of the errors of a
+// client assertion that cannot be made, whether the cause already says so
+// (no client ID) or not (a key that fails to sign): "cannot make a client
+// assertion" appears once, and the error wraps ErrClientAssertion.
+func TestClientAssertionErrorSaysItOnce(t *testing.T) {
+	hsmErr := errors.New("HSM unavailable")
+	tests := []struct {
+		name string
+		c    oauthClient
+	}{
+		{"no client ID", oauthClient{style: AuthStylePrivateKeyJWT, key: testKey(t, "P-256")}},
+		{"no key", oauthClient{style: AuthStylePrivateKeyJWT, id: "client"}},
+		{"signing fails", oauthClient{style: AuthStylePrivateKeyJWT, id: "client",
+			key: fakeSigner{pub: testKey(t, "P-256").Public(), err: hsmErr}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := tt.c.authenticate(url.Values{}, "https://as.example.com/token")
+			if !errors.Is(err, ErrClientAssertion) {
+				t.Fatalf("error = %v; want ErrClientAssertion", err)
+			}
+			if n := strings.Count(err.Error(), "cannot make a client assertion"); n != 1 {
+				t.Errorf("error text %q says it %d times; want once", err, n)
+			}
+			if strings.Count(err.Error(), "autorefresh: ") != 1 {
+				t.Errorf("error text %q: want the package prefix once", err)
+			}
+		})
 	}
 }

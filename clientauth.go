@@ -47,6 +47,9 @@ var ErrClientAssertion = errors.New("autorefresh: cannot make a client assertion
 type assertionError struct{ err error }
 
 func (e *assertionError) Error() string {
+	if errors.Is(e.err, ErrClientAssertion) {
+		return e.err.Error() // it says so already
+	}
 	return "autorefresh: cannot make a client assertion: " + trimPrefix(e.err)
 }
 
