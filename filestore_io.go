@@ -17,10 +17,27 @@ import (
 // wrapping ErrNoTokens when there is none, ErrUnsafeFile when it is refused
 // and ErrCorruptFile when it is larger than maxTokenFileSize.
 func readTokenFile(path string) ([]byte, error) {
-	fi, err := os.Lstat(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, ErrNoTokens
+	data, err := readPrivateFile(path, maxTokenFileSize)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil, ErrNoTokens // none, or removed since it was checked
+	case errors.Is(err, errFileTooLarge):
+		return nil, fmt.Errorf("%w: larger than %d bytes", ErrCorruptFile, maxTokenFileSize)
 	}
+	return data, err
+}
+
+// errFileTooLarge is the error of readPrivateFile for a file larger than
+// its limit.
+var errFileTooLarge = errors.New("autorefresh: file too large")
+
+// readPrivateFile returns the content of the file at path, of at most
+// limit bytes, or an error wrapping fs.ErrNotExist when there is none,
+// ErrUnsafeFile when it is a link, not a regular file or not private, and
+// errFileTooLarge when it holds more than limit bytes. What it read before
+// an error is cleared: the file holds secrets.
+func readPrivateFile(path string, limit int64) ([]byte, error) {
+	fi, err := os.Lstat(path)
 	if err != nil {
 		return nil, err
 	}
@@ -30,9 +47,6 @@ func readTokenFile(path string) ([]byte, error) {
 	// openNoFollow and the checks on the open file close the gap between
 	// Lstat and open.
 	f, err := openNoFollow(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, ErrNoTokens // removed since Lstat
-	}
 	if err != nil {
 		return nil, err
 	}
@@ -46,12 +60,13 @@ func readTokenFile(path string) ([]byte, error) {
 	if err := checkPrivate(f, fi); err != nil {
 		return nil, err
 	}
-	data, err := io.ReadAll(io.LimitReader(f, maxTokenFileSize+1))
-	if err != nil {
-		return nil, err
+	data, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err == nil && int64(len(data)) > limit {
+		err = errFileTooLarge
 	}
-	if len(data) > maxTokenFileSize {
-		return nil, fmt.Errorf("%w: larger than %d bytes", ErrCorruptFile, maxTokenFileSize)
+	if err != nil {
+		clear(data)
+		return nil, err
 	}
 	return data, nil
 }

@@ -12,7 +12,6 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -83,39 +82,13 @@ func LoadKey(path string) (crypto.Signer, error) {
 	return key, nil
 }
 
-// readKeyFile reads the file at path with the checks of readTokenFile.
+// readKeyFile reads the key file at path with the checks of readTokenFile.
 func readKeyFile(path string) ([]byte, error) {
-	fi, err := os.Lstat(path)
-	if err != nil {
-		return nil, err
-	}
-	if err := checkFileType(fi); err != nil {
-		return nil, err
-	}
-	f, err := openNoFollow(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	if fi, err = f.Stat(); err != nil {
-		return nil, err
-	}
-	if err := checkFileType(fi); err != nil {
-		return nil, err
-	}
-	if err := checkPrivate(f, fi); err != nil {
-		return nil, err
-	}
-	data, err := io.ReadAll(io.LimitReader(f, maxKeyFileSize+1))
-	if err != nil {
-		clear(data)
-		return nil, err
-	}
-	if len(data) > maxKeyFileSize {
-		clear(data)
+	data, err := readPrivateFile(path, maxKeyFileSize)
+	if errors.Is(err, errFileTooLarge) {
 		return nil, fmt.Errorf("%w: larger than %d bytes", ErrCorruptKeyFile, maxKeyFileSize)
 	}
-	return data, nil
+	return data, err
 }
 
 // parseKeyPEM parses the content of a key file. Its errors never quote the
